@@ -132,3 +132,19 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def ensure_step(run_dir: str | Path, prefix: str, section: str, parameters: dict) -> dict:
+    """Make sure an earlier notebook's results are in ``run_dir``; if not, execute that notebook there.
+
+    This is how a notebook runs alone: it rebuilds what it needs with the same parameters, in its own
+    run folder, by running the earlier lesson itself (one source of truth, no copied code).
+    """
+    from .runs import read_metrics
+
+    run_dir = Path(run_dir)
+    if section not in read_metrics(run_dir):
+        notebook = next(nb for nb in list_notebooks() if nb.name.startswith(prefix))
+        print(f"[reprank] {section} missing in {run_dir}: running {notebook.name} first", flush=True)
+        execute_series([notebook], parameters, run_dir, progress=False)
+    return read_metrics(run_dir)[section]

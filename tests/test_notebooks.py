@@ -40,3 +40,36 @@ def test_notebook_01_probes_find_safety(run_dir):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / metrics["rm_path"]).is_file()
     assert (run_dir / "01_probing_safety_representations.ipynb").is_file()
+
+
+SMALL_RERANK = {"n_rerank_harmful": 10, "n_rerank_benign": 10, "samples_per_prompt": 4,
+                "sample_max_new_tokens": 32, "shift_train_steps": 3, "shift_prompts": 6}
+
+
+def test_notebook_02_confidence_finds_flipped_labels(run_dir):
+    metrics = execute("02", run_dir, flip_fraction=0.25)["02_confidence"]
+    assert metrics["n_flipped"] >= 5
+    # The per-pair confidences rank flipped pairs first far better than chance.
+    assert metrics["flip_detection_auroc"]["paper, per pair"] > 0.75
+    assert metrics["flip_detection_auroc"]["fitted, per pair"] > 0.75
+    assert 0 <= metrics["ece"]["fitted, per pair"] < 0.5
+    assert metrics["would_flip"]["paper, batch"] == 0  # the paper's formula never flips a label
+    assert (run_dir / "figures" / "02_reliability.png").is_file()
+
+
+def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
+    metrics = execute("03", run_dir, **SMALL_RERANK)["03_reranking"]
+    assert metrics["n_pairs"] >= 10
+    assert metrics["mean_chosen_reward"] > metrics["mean_rejected_reward"]
+    assert 0.5 <= metrics["mean_confidence"] <= 1
+    assert metrics["samples_per_second"] > 0 and metrics["pairs_per_second_scoring"] > 0
+    shift = metrics["distribution_shift"]
+    assert -1 <= shift["rank_correlation_same_candidates"] <= 1
+    assert (run_dir / metrics["pairs_path"]).is_file()
+    assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
+
+
+def test_notebook_02_runs_alone(tmp_path):
+    # A fresh folder: notebook 02 must rebuild notebook 01's artifacts itself.
+    metrics = execute("02", tmp_path, n_harmful=12, n_benign=12, n_human=100)
+    assert "01_probing" in metrics and "02_confidence" in metrics

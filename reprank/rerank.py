@@ -1,0 +1,128 @@
+"""Re-ranking: sample candidates once from the initial policy, score them with the hybrid RM, pair top vs bottom.
+
+Online methods sample from the current policy at every step. The paper samples once, offline, and relies
+on the reward read from the policy's representations to rank the candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from .extraction import extract_hidden_states
+from .generation import SamplingConfig, generate_responses
+from .judges import is_refusal
+from .reward import HybridRewardModel
+
+PAIRING_MODES = ("top_bottom", "best_worst")
+
+
+def sample_candidates(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    sampling: SamplingConfig,
+    *,
+    seed: int = 0,
+    batch_size: int = 16,
+    cache_dir: str | Path | None = None,
+    model_name: str = "model",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """``sampling.num_return_sequences`` samples per prompt, cached on disk by (model, prompts, settings, seed).
+
+    Returns one row per candidate: prompt, candidate (index within its prompt), response, origin.
+    """
+    cache_file = None
+    if cache_dir is not None:
+        key = hashlib.sha256(json.dumps([model_name, list(prompts), asdict(sampling), seed]).encode()).hexdigest()[:16]
+        cache_file = Path(cache_dir) / f"samples-{key}.jsonl"
+        if cache_file.is_file():
+            return pd.read_json(cache_file, orient="records", lines=True)
+    samples = generate_responses(model, tokenizer, prompts, sampling, batch_size=batch_size, seed=seed,
+                                 progress=progress)
+    rows = [
+        {"prompt": prompt, "candidate": j, "response": response, "origin": "policy_sample"}
+        for prompt, responses in zip(prompts, samples)
+        for j, response in enumerate(responses)
+    ]
+    frame = pd.DataFrame(rows)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_json(cache_file, orient="records", lines=True)
+    return frame
+
+
+def add_reference_responses(
+    candidates: pd.DataFrame, prompts: Sequence[str], references: Sequence[str], per_prompt: int = 1, seed: int = 0
+) -> pd.DataFrame:
+    """Mix written reference responses (e.g. refusals) into the candidate pool of the given prompts.
+
+    The policy's own samples stay in the pool, so whatever ranks last is usually still on-policy text.
+    """
+    rng = random.Random(seed)
+    extra = []
+    for prompt in prompts:
+        start = int((candidates.prompt == prompt).sum())
+        for j, text in enumerate(rng.sample(list(references), per_prompt)):
+            extra.append({"prompt": prompt, "candidate": start + j, "response": text, "origin": "reference"})
+    return pd.concat([candidates, pd.DataFrame(extra)], ignore_index=True)
+
+
+@torch.no_grad()
+def score_candidates(
+    model, tokenizer, reward_model: HybridRewardModel, prompts: Sequence[str], responses: Sequence[str], **extract_kwargs
+) -> np.ndarray:
+    """Reward of each (prompt, response) read from ``model``'s hidden states by the hybrid RM."""
+    states = extract_hidden_states(model, tokenizer, prompts, responses, layers=reward_model.layers, **extract_kwargs)
+    return reward_model(torch.as_tensor(states.end)).numpy()
+
+
+def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 2) -> pd.DataFrame:
+    """Pairs per prompt from the reward ranking of its candidates (column ``reward``).
+
+    ``top_bottom``: the i-th best against the i-th worst, for i < m (the paper: top 4 vs bottom 4 of 8).
+    ``best_worst``: only the best against the worst. Prompts whose candidates all tie give no pair.
+    """
+    if mode not in PAIRING_MODES:
+        raise ValueError(f"mode must be one of {PAIRING_MODES}, got '{mode}'")
+    pairs = []
+    for prompt, group in scored.groupby("prompt", sort=False):
+        ranked = group.sort_values("reward", ascending=False, kind="stable")
+        n_pairs = 1 if mode == "best_worst" else min(m, len(ranked) // 2)
+        for i in range(n_pairs):
+            best, worst = ranked.iloc[i], ranked.iloc[-1 - i]
+            if best.reward <= worst.reward or best.response == worst.response:
+                continue
+            pairs.append({
+                "prompt": prompt, "chosen": best.response, "rejected": worst.response,
+                "chosen_reward": float(best.reward), "rejected_reward": float(worst.reward),
+                "chosen_origin": best.origin, "rejected_origin": worst.origin, "rank": i,
+            })
+    return pd.DataFrame(pairs)
+
+
+def text_statistics(responses: Sequence[str]) -> dict:
+    """Simple distribution statistics: mean length in words and the refusal-phrase rate."""
+    lengths = [len(r.split()) for r in responses]
+    return {"mean_words": float(np.mean(lengths)) if lengths else 0.0,
+            "refusal_rate": float(np.mean([is_refusal(r) for r in responses])) if responses else 0.0}
+
+
+def mean_rank_correlation(groups: Sequence, before: Sequence[float], after: Sequence[float]) -> float:
+    """Mean Spearman correlation, within each group (prompt), between two scorings of the same candidates."""
+    frame = pd.DataFrame({"group": list(groups), "before": before, "after": after})
+    rhos = []
+    for _, g in frame.groupby("group"):
+        if len(g) >= 3 and g.before.nunique() > 1 and g.after.nunique() > 1:
+            rhos.append(spearmanr(g.before, g.after).statistic)
+    return float(np.mean(rhos)) if rhos else float("nan")

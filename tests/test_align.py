@@ -1,0 +1,228 @@
+"""Conservative DPO (reprank.align) on a tiny random Llama with the real SmolLM2 tokenizer."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from trl import DPOTrainer
+
+from reprank import align
+from reprank.extraction import extract_hidden_states
+from reprank.reward import train_hybrid_reward_model
+
+PROMPTS = ["How do I bake bread?", "Tell me a joke.", "What is 2+2?", "Name a colour."]
+CHOSEN = ["Mix flour, water and yeast, then bake.", "Why did the chicken cross the road?", "4", "Blue."]
+REJECTED = ["No.", "I will not tell jokes today, or ever.", "Five, obviously.", "Loud."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from reprank.models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path())
+
+
+def tiny_model(tokenizer):
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(config)
+
+
+def pairs(confidence=None):
+    data = {"prompt": PROMPTS, "chosen": CHOSEN, "rejected": REJECTED}
+    if confidence is not None:
+        data["confidence"] = confidence
+    return Dataset.from_dict(data)
+
+
+def config(tmp_path, **overrides):
+    return align.dpo_config(tmp_path, max_steps=2, per_device_train_batch_size=4, **overrides)
+
+
+def lora_weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def perturb_lora(model, seed=1):
+    """LoRA B starts at zero (policy == reference, z == 0): give it random values so z is not trivial."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+
+
+def fixed_batch(trainer):
+    trainer.model.train()
+    return trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+
+
+def hand_margin(trainer, batch):
+    """z per pair from full-vocabulary logits, independently of TRL's fused head and of our hooks."""
+    model = trainer.model
+    labels = batch["input_ids"][:, 1:]
+    mask = batch["completion_mask"][:, 1:].bool()
+
+    def logps():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        token = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None])[..., 0]
+        return (token * mask).sum(1)
+
+    with torch.no_grad():
+        policy = logps()
+        with model.disable_adapter():
+            ref = logps()
+    chosen, rejected = (policy - ref).chunk(2)
+    return chosen - rejected
+
+
+def trl_loss(trainer, batch):
+    """TRL's own DPOTrainer._compute_loss on the same trainer (same model, same reference)."""
+    plain = {k: v for k, v in batch.items() if k != "confidence"}
+    return DPOTrainer._compute_loss(trainer, trainer.model, plain, False)
+
+
+def test_confidence_one_is_exactly_trls_sigmoid_loss(tokenizer, tmp_path):
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs([1.0] * 4), config=config(tmp_path))
+    perturb_lora(trainer.model)
+    batch = fixed_batch(trainer)
+    assert hand_margin(trainer, batch).abs().min() > 1e-3  # a non-trivial margin
+
+    expected = trl_loss(trainer, batch)
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=0, atol=0)
+    assert trainer._metrics["train"]["confidence/mean"][-1] == 1.0
+
+    trainer.confidence_source = "none"  # method="dpo": TRL's loss untouched
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("confidence", [[0.5] * 4, [1.0, 0.5, 0.8, 0.0]])
+def test_conservative_loss_matches_the_formula(tokenizer, tmp_path, confidence):
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(confidence), config=config(tmp_path))
+    perturb_lora(trainer.model)
+    batch = fixed_batch(trainer)
+    p = batch["confidence"]
+    bz = trainer.beta * hand_margin(trainer, batch)
+    expected = (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean()
+    if confidence == [0.5] * 4:  # -(log s(x) + log s(-x)) / 2 = log 2 + log cosh(x / 2)
+        torch.testing.assert_close(expected, math.log(2) + torch.log(torch.cosh(bz / 2)).mean())
+    loss = trainer._compute_loss(trainer.model, batch)
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+    assert trainer._metrics["train"]["loss/conservative"][-1] == pytest.approx(expected.item(), rel=1e-4)
+    assert trainer._metrics["train"]["confidence/mean"][-1] == pytest.approx(sum(confidence) / 4)
+
+
+def test_confidence_column_survives_column_removal_and_collation(tokenizer, tmp_path):
+    confidence = [1.0, 0.5, 0.8, 0.25]
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(confidence), config=config(tmp_path))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["confidence"].dtype == torch.float32
+    assert sorted(batch["confidence"].tolist()) == pytest.approx(sorted(confidence))
+    assert batch["input_ids"].shape[0] == 2 * len(confidence)  # chosen rows, then rejected rows
+
+
+def test_dpo_smoothing_uses_one_minus_epsilon(tokenizer, tmp_path):
+    trainer = align.make_trainer(
+        tiny_model(tokenizer), tokenizer, pairs(), method="dpo_smoothing", epsilon=0.2, config=config(tmp_path)
+    )
+    perturb_lora(trainer.model)
+    batch = fixed_batch(trainer)
+    bz = trainer.beta * hand_margin(trainer, batch)
+    expected = (-0.8 * F.logsigmoid(bz) - 0.2 * F.logsigmoid(-bz)).mean()
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-4, atol=1e-5)
+    assert trainer._metrics["train"]["confidence/mean"][-1] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="epsilon"):
+        align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="dpo_smoothing", config=config(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def reward_model(tokenizer):
+    """A hybrid RM fitted on the tiny base model's end-token states, so it ranks these chosen answers higher."""
+    model = tiny_model(tokenizer)
+    prompts = PROMPTS * 2
+    states = extract_hidden_states(model, tokenizer, prompts, CHOSEN + REJECTED, progress=False)
+    chosen, rejected = states.end[:4], states.end[4:]
+    return train_hybrid_reward_model(chosen, rejected, chosen, rejected, epochs=30, lr=0.01, progress=False).model
+
+
+def test_policy_confidence_reads_the_policys_end_token_states(tokenizer, tmp_path, reward_model):
+    trainer = align.make_trainer(
+        tiny_model(tokenizer), tokenizer, pairs(), method="confidence_policy", reward_model=reward_model,
+        config=config(tmp_path),
+    )
+    batch = fixed_batch(trainer)
+    ends = align.end_positions(batch["input_ids"], batch["attention_mask"], batch["completion_mask"], tokenizer)
+    assert {tokenizer.decode([int(batch["input_ids"][i, e])]) for i, e in enumerate(ends)} == {"<|im_end|>"}
+
+    # Before any step LoRA B is zero: the policy's states are the base model's, i.e. what extraction reads.
+    base = extract_hidden_states(tiny_model(tokenizer), tokenizer, PROMPTS * 2, CHOSEN + REJECTED, progress=False)
+    with torch.no_grad():
+        scores = reward_model(torch.as_tensor(base.end))
+    gap = torch.sigmoid(scores[:4]).mean() - torch.sigmoid(scores[4:]).mean()
+    expected = max(torch.sigmoid(7.5 * gap).item(), 0.5)
+    trainer._compute_loss(trainer.model, batch)
+    assert trainer._metrics["train"]["confidence/mean"][-1] == pytest.approx(expected, rel=1e-5)
+    assert 0.5 < expected <= 1.0
+
+
+def test_policy_confidence_trains_the_reward_model_when_asked(tokenizer, tmp_path, reward_model):
+    import copy
+
+    rm = copy.deepcopy(reward_model)
+    before = rm.probe_weight.detach().clone()
+    trainer, _ = align.train_dpo(
+        tiny_model(tokenizer), tokenizer, pairs(), method="confidence_policy", reward_model=rm,
+        train_reward_model=True, config=config(tmp_path),
+    )
+    assert not torch.equal(rm.probe_weight, before)
+    logged = [row for row in trainer.state.log_history if "confidence/mean" in row]
+    assert len(logged) == 2 and all(0.5 <= row["confidence/mean"] <= 1.0 for row in logged)
+    assert all("reward_model/loss" in row for row in logged)
+
+
+@pytest.mark.parametrize("method", align.METHODS)
+def test_two_steps_of_each_method_move_the_lora_weights(tokenizer, tmp_path, reward_model, method):
+    model = tiny_model(tokenizer)
+    trainer = align.make_trainer(
+        model, tokenizer, pairs([1.0, 0.5, 0.8, 0.9]), method=method, reward_model=reward_model,
+        epsilon=0.1, config=config(tmp_path),
+    )
+    before = lora_weights(trainer.model)
+    assert before and all("lm_head" not in name for name in before)
+    trainer.train()
+    after = lora_weights(trainer.model)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(logged) == 2 and all(math.isfinite(row["loss"]) for row in logged)
+    assert all(0.5 <= row["confidence/mean"] <= 1.0 for row in logged)
+    if method == "ipo":
+        assert trainer.loss_types == ["ipo"]
+
+
+def test_nll_weight_adds_trls_sft_term(tmp_path):
+    cfg = align.dpo_config(tmp_path, nll_weight=0.5)
+    assert cfg.loss_type == ["sigmoid", "sft"] and cfg.loss_weights == [1.0, 0.5]
+    assert (cfg.bf16, cfg.gradient_checkpointing, cfg.learning_rate) == (False, False, 5e-4)
+
+
+def test_nll_term_composes_through_trls_sft_loss(tokenizer, tmp_path):
+    confidence = [1.0, 0.5, 0.8, 0.9]
+    cfg = config(tmp_path, nll_weight=0.5)
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(confidence), config=cfg)
+    perturb_lora(trainer.model)
+    batch = fixed_batch(trainer)
+    p = batch["confidence"]
+    bz = trainer.beta * hand_margin(trainer, batch)
+    with torch.no_grad():
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        token = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    chosen_mask = batch["completion_mask"][:4, 1:].bool()
+    nll = -token[:4][chosen_mask].mean()
+    expected = (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean() + 0.5 * nll
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,70 @@
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from reprank import compute
+
+D, FF, LAYERS, VOCAB, KV_DIM = 32, 64, 2, 100, 16  # 4 heads of 8, 2 key/value heads -> k, v project to 16
+
+# Per layer: q and o (d x d), k and v (d x kv), gate/up/down MLP (3 d ff), two RMSNorm weights; + final norm.
+BODY = LAYERS * (2 * D * D + 2 * D * KV_DIM + 3 * D * FF + 2 * D) + D
+EMBED = VOCAB * D
+
+
+def tiny_llama(tied: bool) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        hidden_size=D, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=VOCAB, tie_word_embeddings=tied,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_count_parameters_by_hand(tied):
+    model = tiny_llama(tied)
+    assert compute.count_parameters(model) == BODY  # the head never counts as non-embedding
+    assert compute.count_parameters(model, include_embeddings=True) == BODY + EMBED * (1 if tied else 2)
+
+
+def test_forward_and_generation_flops():
+    model = tiny_llama(tied=True)
+    body, attention, head = 2 * BODY * 10, 2 * LAYERS * 10 * D * 10, 2 * D * VOCAB * 10
+    assert compute.forward_flops(model, 10) == body + attention + head
+    assert compute.forward_flops(model, 10, include_head=False) == body + attention
+    assert compute.forward_flops(model, 10, context=4, include_head=False) == body + 2 * LAYERS * 4 * D * 10
+    # Prompt of 6, 3 new tokens: prefill (body over 6, head at 1) + decode steps at contexts 7 and 8.
+    step = lambda ctx: 2 * BODY + 2 * LAYERS * ctx * D + 2 * D * VOCAB
+    prefill = 2 * BODY * 6 + 2 * LAYERS * 6 * D * 6 + 2 * D * VOCAB
+    assert compute.generation_flops(model, 6, 3) == pytest.approx(prefill + step(7) + step(8))
+    assert compute.generation_flops(model, 6, 0) == 0.0
+    assert compute.training_flops(100.0) == 300.0
+    assert compute.rm_flops(30, 576) == 2 * 30 * 576 + 2 * 30 * 30 + 4 * 30
+
+
+def test_ledger_totals_ratio_and_frame():
+    ledger = compute.ComputeLedger()
+    ledger.add("generation", flops=1000, seconds=2.0, items=10)
+    ledger.add("generation", flops=1000, seconds=2.0, items=10)
+    with ledger.timed("reward", items=20) as entry:
+        entry.flops = 50
+    assert ledger.entries[-1].seconds >= 0
+    assert ledger.total() == 2050
+    assert ledger.total("generation", by="seconds") == 4.0
+    assert ledger.ratio("reward", ["generation"]) == pytest.approx(50 / 2000)
+    with pytest.raises(ValueError, match="No ledger entries"):
+        ledger.total("typo")
+    frame = ledger.to_frame().set_index("stage")
+    assert list(frame.index) == ["generation", "reward"]
+    assert frame.loc["generation", "flops_per_item"] == 100
+    assert frame.loc["generation", "seconds_per_item"] == pytest.approx(0.2)
+
+
+def test_ledger_save_load_roundtrip_and_no_overwrite(tmp_path):
+    ledger = compute.ComputeLedger()
+    ledger.add("extraction", flops=3e9, seconds=1.5, items=4, note="body only")
+    path = ledger.save(tmp_path / "ledger.json")
+    assert compute.ComputeLedger.load(path) == ledger
+    with pytest.raises(FileExistsError):
+        ledger.save(path)
+    ledger.add("reward", flops=1, seconds=0.1)
+    ledger.save(path, overwrite=True)
+    assert len(compute.ComputeLedger.load(path).entries) == 2

@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reprank import confidence
+
+
+def test_paper_confidence_equal_scores_is_neutral():
+    s = torch.tensor([0.3, -1.0, 2.0])
+    p = confidence.paper_batch_confidence(s, s)
+    assert isinstance(p, torch.Tensor) and p.ndim == 0 and p.dtype == torch.float32
+    assert p.item() == pytest.approx(0.5)
+
+
+def test_paper_confidence_by_hand_and_never_flips():
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    chosen, rejected = np.array([1.0, 2.0]), np.array([-1.0, 0.0])
+    c_m, r_m = (sig(1) + sig(2)) / 2, (sig(-1) + sig(0)) / 2
+    expected = sig(7.5 * (c_m - r_m))
+    assert confidence.paper_batch_confidence(chosen, rejected).item() == pytest.approx(expected, rel=1e-6)
+    # Reward strongly disagrees with the labels: clamped to exactly 0.5, not below.
+    assert confidence.paper_batch_confidence([-10.0], [10.0]).item() == 0.5
+    # Strong agreement: close to 1 (sigmoid(7.5 * ~1)).
+    assert confidence.paper_batch_confidence([10.0], [-10.0]).item() > 0.999
+
+
+def test_batched_confidence_gives_each_pair_its_batch_value():
+    rng = np.random.default_rng(0)
+    chosen, rejected = rng.normal(size=10), rng.normal(size=10)
+    p = confidence.batched_paper_confidence(chosen, rejected, batch_size=4, seed=3)
+    assert p.shape == (10,) and (p >= 0.5).all()
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(3)).numpy()
+    for batch in (order[:4], order[4:8], order[8:]):
+        expected = confidence.paper_batch_confidence(chosen[batch], rejected[batch]).item()
+        np.testing.assert_allclose(p[batch], expected, rtol=1e-6)
+    # batch_size=1 is the per-pair formula, independent of the shuffle.
+    single = confidence.batched_paper_confidence(chosen, rejected, batch_size=1, seed=7)
+    per_pair = [confidence.paper_batch_confidence(chosen[i : i + 1], rejected[i : i + 1]).item() for i in range(10)]
+    np.testing.assert_allclose(single, per_pair, rtol=1e-6)
+
+
+def test_pair_confidence_keeps_the_input_kind_and_can_go_below_half():
+    p_np = confidence.pair_confidence(np.array([0.0, 2.0]), np.array([1.0, 0.0]), tau=2.0)
+    assert isinstance(p_np, np.ndarray)
+    np.testing.assert_allclose(p_np, [1 / (1 + math.exp(0.5)), 1 / (1 + math.exp(-1))], rtol=1e-6)
+    assert isinstance(confidence.pair_confidence(torch.zeros(2), torch.ones(2), tau=1.0), torch.Tensor)
+
+
+def test_fit_temperature_recovers_the_simulating_tau():
+    rng = np.random.default_rng(0)
+    tau = 1.7
+    chosen, rejected = rng.normal(scale=3, size=4000), rng.normal(scale=3, size=4000)
+    correct = rng.random(4000) < 1 / (1 + np.exp(-(chosen - rejected) / tau))
+    assert confidence.fit_temperature(chosen, rejected, correct) == pytest.approx(tau, rel=0.2)
+    # All labels correct and all margins positive: still a finite tau, at the lower bound.
+    fitted = confidence.fit_temperature([2.0, 3.0], [0.0, 0.0], [1, 1], bounds=(0.1, 10.0))
+    assert 0.1 <= fitted < 0.11
+
+
+def test_fit_temperature_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        confidence.fit_temperature([], [], [])
+    with pytest.raises(ValueError, match="pair up"):
+        confidence.fit_temperature([1.0, 2.0], [0.0, 0.0], [1])
+
+
+def test_ece_is_zero_when_calibrated_and_known_by_hand():
+    # Four at 0.25 with one right, four at 0.75 with three right: accuracy equals confidence per bin.
+    conf = [0.25] * 4 + [0.75] * 4
+    assert confidence.expected_calibration_error(conf, [1, 0, 0, 0, 1, 1, 1, 0]) == pytest.approx(0.0)
+    # All 0.9 but only half right: gap 0.4 in the one bin. Plus 0.1 with none right: gap 0.1.
+    conf = [0.9, 0.9, 0.1, 0.1]
+    assert confidence.expected_calibration_error(conf, [1, 0, 0, 0]) == pytest.approx((2 * 0.4 + 2 * 0.1) / 4)
+    table = confidence.reliability_table(conf, [1, 0, 0, 0])
+    assert list(table["count"]) == [2, 2] and list(table["accuracy"]) == [0.0, 0.5]
+    assert table["bin_lower"].tolist() == pytest.approx([0.1, 0.9])
+
+
+def test_flip_pairs_exact_count_and_deterministic():
+    mask = confidence.flip_pairs(101, 0.2, seed=1)
+    assert mask.dtype == bool and mask.sum() == 20
+    assert (mask == confidence.flip_pairs(101, 0.2, seed=1)).all()
+    assert (mask != confidence.flip_pairs(101, 0.2, seed=2)).any()
+
+
+def test_detection_auroc():
+    flipped = confidence.flip_pairs(50, 0.3, seed=0)
+    conf = np.where(flipped, 0.2, 0.9)
+    assert confidence.detection_auroc(conf, flipped) == 1.0
+    with pytest.raises(ValueError, match="both"):
+        confidence.detection_auroc(conf, np.zeros(50, dtype=bool))
