@@ -116,6 +116,33 @@ def _unknown_parameters(parameters: dict, notebooks: list[Path]) -> set[str]:
     return set(parameters) - declared
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import RefusalClassifier, evaluate_model, read_prompt_file
+    from .models import load_model
+
+    prompts = read_prompt_file(args.prompts)
+    out = Path(args.output) if args.output else new_run_dir(prefix="evaluate-")
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} exists and is not empty; evaluations never overwrite: pick a new --output")
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(args.model)
+    model = loaded.model
+    if args.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.adapter).merge_and_unload().eval()
+    judged, summary = evaluate_model(
+        model, loaded.tokenizer, list(prompts.prompt[prompts.harmful]), list(prompts.prompt[~prompts.harmful]),
+        classifier=RefusalClassifier.fit_on_human_labels(), max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, seed=args.seed)
+    judged.to_json(out / "responses.jsonl", orient="records", lines=True)
+    summary = {"model": args.model, "adapter": args.adapter, "prompts": str(args.prompts), **summary}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    print(f"[reprank] per-prompt responses and verdicts: {out / 'responses.jsonl'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--runs-root", default=None, help="parent folder of run folders (default: runs/)")
     run.add_argument("--quiet", action="store_true", help="no papermill progress bar")
     run.set_defaults(func=cmd_run)
+    ev = sub.add_parser("evaluate", help="judge a model's answers to a prompt file (refusals, over-refusals)")
+    ev.add_argument("--model", default="smollm2-135m-gguf", help="model id, local folder, or the offline default")
+    ev.add_argument("--adapter", default=None, help="a saved PEFT (LoRA) adapter folder to apply")
+    ev.add_argument("--prompts", required=True,
+                    help="JSONL with a 'prompt' field (optional boolean 'harmful'), or a text file, one per line")
+    ev.add_argument("--output", default=None, help="new folder for responses.jsonl and summary.json")
+    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_evaluate)
     args = parser.parse_args(argv)
     return args.func(args)
 
