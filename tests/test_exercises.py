@@ -1,0 +1,33 @@
+"""The exercise checkers accept the reference answers and reject wrong or unfinished ones."""
+
+import numpy as np
+import torch
+
+from reprank import confidence, exercises, reward
+
+
+def unfinished(*args):
+    raise NotImplementedError
+
+
+def test_margin_loss_checker():
+    assert exercises.check_margin_loss(reward.margin_bt_loss)
+    assert not exercises.check_margin_loss(lambda c, r, m: -torch.nn.functional.logsigmoid(c - r).mean())
+    assert not exercises.check_margin_loss(unfinished)
+
+
+def test_paper_confidence_checker():
+    assert exercises.check_paper_confidence(lambda c, r, a: confidence.paper_batch_confidence(c, r, alpha=a))
+    no_floor = lambda c, r, a: float(torch.sigmoid(a * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean())))
+    assert not exercises.check_paper_confidence(no_floor)
+    assert not exercises.check_paper_confidence(unfinished)
+
+
+def test_top_bottom_checker():
+    def reference(rewards, m):
+        order = np.argsort(-rewards, kind="stable")
+        return [(int(order[i]), int(order[-1 - i])) for i in range(min(m, len(rewards) // 2))]
+
+    assert exercises.check_top_bottom_pairs(reference)
+    assert not exercises.check_top_bottom_pairs(lambda rewards, m: [(int(np.argmax(rewards)), int(np.argmin(rewards)))])
+    assert not exercises.check_top_bottom_pairs(unfinished)
