@@ -37,7 +37,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from trl import DPOConfig, DPOTrainer
 
 from reprank.extraction import transformer_body
@@ -329,7 +329,8 @@ def make_trainer(
         train_dataset=to_conversational(pairs),
         eval_dataset=None if eval_pairs is None else to_conversational(eval_pairs),
         processing_class=tokenizer,
-        peft_config=lora or lora_config(),
+        # A model that already carries an adapter (a later round of the online loop) keeps training it.
+        peft_config=None if isinstance(model, PeftModel) else (lora or lora_config()),
         confidence_source=source,
         confidence_value=value,
         reward_model=reward_model if method == "confidence_policy" else None,

@@ -60,3 +60,11 @@ def test_sampling_is_seeded(default_model):
     a = generate_responses(m, tok, ["Tell me a story."], cfg, seed=1, progress=False)
     b = generate_responses(m, tok, ["Tell me a story."], cfg, seed=1, progress=False)
     assert a == b and len(a[0]) == 3
+
+
+def test_a_local_folder_loads_like_a_hub_id(default_model):
+    # The Colab path: any id or folder goes straight to from_pretrained; the chat template comes from it.
+    folder = models.resolve_model_path()
+    local = models.load_model(folder)
+    assert local.model_id == folder and not local.from_cache
+    assert local.model.config.num_hidden_layers == default_model.model.config.num_hidden_layers
