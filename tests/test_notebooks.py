@@ -30,7 +30,8 @@ def test_notebook_01_probes_find_safety(run_dir):
     # On held-out prompts, the best layer separates unsafe from safe responses far above chance ...
     assert metrics["probe_best_auroc"] > 0.8
     assert metrics["probe_auroc_human_only_best"] > 0.7
-    # ... the embeddings-side first layer knows less than the best layer ...
+    # ... the end token's own embedding (layer 0) is the same vector for every text: exactly chance ...
+    assert metrics["probe_auroc_by_layer"]["0"] == 0.5
     assert metrics["probe_auroc_by_layer"]["1"] < metrics["probe_best_auroc"]
     # ... and the hybrid reward model ranks held-out pairs well.
     assert metrics["rm_val_pairwise_accuracy"] > 0.75 and metrics["rm_n_val_pairs"] >= 10
