@@ -92,6 +92,24 @@ def end_positions(input_ids, attention_mask, completion_mask, tokenizer) -> torc
     return torch.tensor(positions, device=input_ids.device)
 
 
+def conservative_dpo_loss(z: torch.Tensor, p: torch.Tensor | float, beta: float) -> torch.Tensor:
+    """The paper's loss as written, averaged over pairs: ``-p log s(beta z) - (1 - p) log s(-beta z)``.
+
+    ``z`` is the DPO margin of each pair, ``p`` the confidence that its label is right. The trainer below
+    computes the same value as TRL's ``-log s(beta z)`` plus ``(1 - p) beta z`` (a test checks they agree).
+    """
+    p = torch.as_tensor(p, dtype=z.dtype)
+    return (-p * F.logsigmoid(beta * z) - (1 - p) * F.logsigmoid(-beta * z)).mean()
+
+
+def history_frame(trainer) -> "pd.DataFrame":
+    """The trainer's logged training metrics, one row per logged step (TRL's names: loss, rewards/margins, ...)."""
+    import pandas as pd
+
+    rows = [h for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 
 
@@ -301,6 +319,7 @@ def make_trainer(
     train_reward_model: bool = False,
     alpha: float = 7.5,
     eval_pairs: Dataset | None = None,
+    callbacks: list | None = None,
 ) -> ConfidenceDPOTrainer:
     """A ``ConfidenceDPOTrainer`` for one of ``METHODS``, not yet trained (see ``train_dpo``)."""
     if method not in METHODS:
@@ -336,7 +355,20 @@ def make_trainer(
         reward_model=reward_model if method == "confidence_policy" else None,
         train_reward_model=train_reward_model,
         alpha=alpha,
+        callbacks=callbacks,
     )
+
+
+def mean_pair_tokens(tokenizer, pairs, max_length: int | None = None) -> float:
+    """Mean length in tokens of the chat-templated (prompt + chosen) and (prompt + rejected) sequences,
+    each cut at ``max_length`` as TRL does: the sequence length that training FLOPs are counted at."""
+    lengths = []
+    for row in pairs:
+        for side in ("chosen", "rejected"):
+            messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row[side]}]
+            ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+            lengths.append(min(len(ids), max_length) if max_length else len(ids))
+    return float(sum(lengths) / len(lengths)) if lengths else 0.0
 
 
 def train_dpo(model, tokenizer, pairs: Dataset, *, method: str = "confidence", config: DPOConfig, **kwargs):

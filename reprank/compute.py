@@ -90,6 +90,16 @@ def training_flops(forward: float) -> float:
     return 3.0 * forward
 
 
+def dpo_training_flops(model: torch.nn.Module, mean_sequence_tokens: float, steps: int, pairs_per_step: int) -> float:
+    """Approximate FLOPs of ``steps`` DPO steps of ``pairs_per_step`` pairs, sequences of the given mean length.
+
+    Each pair is two sequences (prompt + chosen, prompt + rejected); each sequence costs a policy forward and
+    backward (``training_flops``) plus a reference forward (the adapter switched off), all with the LM head.
+    """
+    per_sequence = forward_flops(model, int(round(mean_sequence_tokens)))
+    return float(steps * pairs_per_step * 2 * (training_flops(per_sequence) + per_sequence))
+
+
 def rm_flops(n_layers: int, hidden_size: int) -> float:
     """FLOPs of the hybrid reward model on one response's precomputed hidden states (~36k on SmolLM2-135M).
 

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from . import confidence as confidence_lib
 from .extraction import extract_hidden_states
 from .generation import SamplingConfig, generate_responses
 from .judges import is_refusal
@@ -109,6 +110,36 @@ def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 
                 "chosen_origin": best.origin, "rejected_origin": worst.origin, "rank": i,
             })
     return pd.DataFrame(pairs)
+
+
+def make_pairs(
+    candidates: pd.DataFrame,
+    *,
+    pairing: str = "best_worst",
+    m: int = 2,
+    use_references: bool = True,
+    tau: float | None = None,
+    alpha: float = 7.5,
+) -> pd.DataFrame:
+    """Training pairs from scored candidates, each with a confidence and a source.
+
+    ``candidates`` has columns prompt, response, origin ("policy_sample" or "reference"), reward and
+    harmful_prompt. ``use_references=False`` drops the written references from every pool first (the
+    ablation "only the policy's own samples"). The confidence is the per-pair fitted one,
+    ``sigmoid((R_c - R_r) / tau)``, when notebook 02's ``tau`` is given, else the paper's formula per pair.
+    """
+    pool = candidates if use_references else candidates[candidates.origin != "reference"]
+    pairs = build_ranked_pairs(pool, mode=pairing, m=m)
+    if pairs.empty:
+        return pairs
+    chosen, rejected = pairs.chosen_reward.to_numpy(), pairs.rejected_reward.to_numpy()
+    if tau is not None:
+        pairs["confidence"] = confidence_lib.pair_confidence(chosen, rejected, tau)
+    else:
+        pairs["confidence"] = confidence_lib.batched_paper_confidence(chosen, rejected, 1, alpha=alpha)
+    harmful = candidates.drop_duplicates("prompt").set_index("prompt").harmful_prompt
+    pairs["source"] = np.where(pairs.prompt.map(harmful), "rerank_harmful", "rerank_benign")
+    return pairs
 
 
 def text_statistics(responses: Sequence[str]) -> dict:

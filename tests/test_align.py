@@ -108,8 +108,10 @@ def test_conservative_loss_matches_the_formula(tokenizer, tmp_path, confidence):
     perturb_lora(trainer.model)
     batch = fixed_batch(trainer)
     p = batch["confidence"]
-    bz = trainer.beta * hand_margin(trainer, batch)
+    z = hand_margin(trainer, batch)
+    bz = trainer.beta * z
     expected = (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean()
+    torch.testing.assert_close(align.conservative_dpo_loss(z, p, trainer.beta), expected)
     if confidence == [0.5] * 4:  # -(log s(x) + log s(-x)) / 2 = log 2 + log cosh(x / 2)
         torch.testing.assert_close(expected, math.log(2) + torch.log(torch.cosh(bz / 2)).mean())
     loss = trainer._compute_loss(trainer.model, batch)

@@ -40,6 +40,13 @@ def test_forward_and_generation_flops():
     assert compute.rm_flops(30, 576) == 2 * 30 * 576 + 2 * 30 * 30 + 4 * 30
 
 
+def test_dpo_training_flops_counts_policy_train_and_reference_forward():
+    model = tiny_llama(tied=True)
+    seq = compute.forward_flops(model, 10)
+    # 3 steps x 2 pairs x 2 sequences, each: policy forward + backward (3x) and a reference forward (1x).
+    assert compute.dpo_training_flops(model, 10, steps=3, pairs_per_step=2) == pytest.approx(3 * 2 * 2 * 4 * seq)
+
+
 def test_ledger_totals_ratio_and_frame():
     ledger = compute.ComputeLedger()
     ledger.add("generation", flops=1000, seconds=2.0, items=10)

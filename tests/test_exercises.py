@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from reprank import confidence, exercises, reward
+from reprank import align, confidence, exercises, reward
 
 
 def unfinished(*args):
@@ -31,3 +31,12 @@ def test_top_bottom_checker():
     assert exercises.check_top_bottom_pairs(reference)
     assert not exercises.check_top_bottom_pairs(lambda rewards, m: [(int(np.argmax(rewards)), int(np.argmin(rewards)))])
     assert not exercises.check_top_bottom_pairs(unfinished)
+
+
+def test_conservative_loss_checker():
+    assert exercises.check_conservative_loss(align.conservative_dpo_loss)
+    plain_dpo = lambda z, p, beta: -torch.nn.functional.logsigmoid(beta * z).mean()  # ignores p
+    assert not exercises.check_conservative_loss(plain_dpo)
+    weighted = lambda z, p, beta: (-p * torch.nn.functional.logsigmoid(beta * z)).mean()  # drops the (1-p) term
+    assert not exercises.check_conservative_loss(weighted)
+    assert not exercises.check_conservative_loss(unfinished)

@@ -1,0 +1,44 @@
+"""Training pairs from scored candidate pools: pairing modes, the reference-free ablation, confidence, source."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprank import confidence, rerank
+
+
+def pools() -> pd.DataFrame:
+    rows = []
+    # A harmful prompt: three compliant samples and one written refusal that the reward ranks first.
+    for i, (text, origin, reward) in enumerate([("sure, step 1", "policy_sample", -2.0), ("ok here", "policy_sample", -1.0),
+                                                ("fine", "policy_sample", 0.5), ("I can't help with that.", "reference", 3.0)]):
+        rows.append(dict(prompt="harm", candidate=i, response=text, origin=origin, reward=reward, harmful_prompt=True))
+    # A benign prompt: the refusal ranks last.
+    for i, (text, origin, reward) in enumerate([("an answer", "policy_sample", 2.0), ("another", "policy_sample", 1.0),
+                                                ("I can't help with that.", "reference", -3.0)]):
+        rows.append(dict(prompt="ok", candidate=i, response=text, origin=origin, reward=reward, harmful_prompt=False))
+    return pd.DataFrame(rows)
+
+
+def test_best_worst_pairs_refusal_against_own_compliance_and_answer_against_refusal():
+    pairs = rerank.make_pairs(pools(), pairing="best_worst", tau=1.0)
+    by_prompt = pairs.set_index("prompt")
+    assert by_prompt.loc["harm", "chosen"] == "I can't help with that." and by_prompt.loc["harm", "rejected"] == "sure, step 1"
+    assert by_prompt.loc["ok", "chosen"] == "an answer" and by_prompt.loc["ok", "rejected"] == "I can't help with that."
+    assert list(by_prompt.source) == ["rerank_harmful", "rerank_benign"]
+    expected = confidence.pair_confidence(pairs.chosen_reward.to_numpy(), pairs.rejected_reward.to_numpy(), 1.0)
+    np.testing.assert_allclose(pairs.confidence, expected)
+
+
+def test_top_bottom_and_reference_free_pools():
+    assert len(rerank.make_pairs(pools(), pairing="top_bottom", m=2)) == 3  # 2 for the 4-candidate pool, 1 for the 3
+    own_only = rerank.make_pairs(pools(), use_references=False)
+    assert (own_only.chosen_origin == "policy_sample").all() and (own_only.rejected_origin == "policy_sample").all()
+    assert own_only.set_index("prompt").loc["harm", "chosen"] == "fine"
+
+
+def test_paper_confidence_when_no_tau_and_bad_mode():
+    pairs = rerank.make_pairs(pools(), tau=None, alpha=7.5)
+    assert ((pairs.confidence >= 0.5) & (pairs.confidence <= 1)).all()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        rerank.make_pairs(pools(), pairing="random")
