@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import functools
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from .runs import environment_record, new_run_dir, repo_root
+from .runs import (environment_record, new_run_dir, read_metrics, read_run_record, repo_root,
+                   write_run_record)
 
 
 def notebooks_dir() -> Path:
-    return repo_root() / "notebooks"
+    """The lessons' folder; ``REPRANK_NOTEBOOKS`` points elsewhere (the tests use small fake notebooks)."""
+    return Path(os.environ.get("REPRANK_NOTEBOOKS") or repo_root() / "notebooks")
 
 
 def profiles_dir() -> Path:
@@ -27,7 +32,8 @@ def list_notebooks() -> list[Path]:
 
 
 def load_profile(name: str) -> dict:
-    path = profiles_dir() / f"{name}.yaml"
+    """``profiles/<name>.yaml``, or a YAML file given by its path (``my/profile.yaml``)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else profiles_dir() / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in profiles_dir().glob("*.yaml")))
         raise SystemExit(f"Unknown profile '{name}' (looked for {path}); known profiles: {known}")
@@ -64,56 +70,193 @@ def kernel_environment() -> None:
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(share), os.environ.get("JUPYTER_PATH")]))
 
 
-def execute_series(notebooks: list[Path], parameters: dict, run_dir: Path, progress: bool = True) -> list[dict]:
-    """Run notebooks in order into ``run_dir``; each gets the parameters it declares."""
+class NotebookFailed(RuntimeError):
+    """A notebook of a run raised: which notebook, which cell, what error, and where the executed copy is."""
+
+    def __init__(self, notebook: str, output: str, cell_index: int | None = None, exec_count: int | None = None,
+                 ename: str = "", evalue: str = "", source: str = ""):
+        self.notebook, self.output, self.cell_index, self.exec_count = notebook, output, cell_index, exec_count
+        self.ename, self.evalue, self.source = ename, evalue, source
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        return (f"{self.notebook} failed{self.where()}: {self.ename}: {self.evalue} "
+                f"-- the executed notebook: {self.output}")
+
+    def where(self) -> str:
+        """The failing cell as Jupyter shows it, ``In [n]`` (papermill's ``cell_index`` also counts its
+        injected-parameters cell but not the error banners it adds to the executed notebook)."""
+        if self.cell_index is None:
+            return ""
+        return f" in cell In [{self.exec_count}] ({_first_line(self.source)!r})"
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.notebook, "output": self.output, "cell_index": self.cell_index,
+                "exec_count": self.exec_count, "ename": self.ename, "evalue": self.evalue,
+                "cell_first_line": _first_line(self.source), "summary": self.summary()}
+
+
+def _first_line(source: str) -> str:
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")[:80]
+
+
+def execute_series(notebooks: list[Path], parameters: dict, run_dir: Path, progress: bool = True,
+                   timings: list | None = None) -> list[dict]:
+    """Run notebooks in order into ``run_dir``; each gets the parameters it declares.
+
+    Each finished notebook appends ``{notebook, parameters, seconds}`` to ``timings`` (returned). A notebook
+    that raises stops the series with :class:`NotebookFailed`; papermill has already written the executed
+    notebook, error included, into ``run_dir``.
+    """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     kernel_environment()
-    results = []
+    timings = [] if timings is None else timings
     for notebook in notebooks:
-        declared = papermill.inspect_notebook(str(notebook))
+        declared = declared_parameters(notebook)
         given = {k: v for k, v in parameters.items() if k in declared}
         given["output_dir"] = str(run_dir.resolve())
+        output = run_dir / notebook.name
         start = time.perf_counter()
-        print(f"[reprank] {notebook.name} -> {run_dir / notebook.name}", flush=True)
-        papermill.execute_notebook(
-            str(notebook),
-            str(run_dir / notebook.name),
-            parameters=given,
-            kernel_name="python3",
-            cwd=str(notebook.parent),
-            progress_bar=progress,
-        )
-        results.append({"notebook": notebook.name, "parameters": given, "seconds": round(time.perf_counter() - start, 1)})
-    return results
+        print(f"[reprank] {notebook.name} -> {output}", flush=True)
+        try:
+            papermill.execute_notebook(str(notebook), str(output), parameters=given, kernel_name="python3",
+                                       cwd=str(notebook.parent), progress_bar=progress)
+        except PapermillExecutionError as exc:
+            raise NotebookFailed(notebook.name, str(output), exc.cell_index, exc.exec_count, exc.ename,
+                                 exc.evalue, exc.source or "") from exc
+        except Exception as exc:  # the kernel died or never started, the notebook is unreadable, ...
+            raise NotebookFailed(notebook.name, str(output), ename=type(exc).__name__, evalue=str(exc)) from exc
+        timings.append({"notebook": notebook.name, "parameters": given,
+                        "seconds": round(time.perf_counter() - start, 1)})
+    return timings
+
+
+@functools.lru_cache(maxsize=None)
+def _declared(path: str, mtime: float) -> frozenset:
+    import ast
+
+    cells = json.loads(Path(path).read_text())["cells"]
+    source = next(("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), "")
+    return frozenset(target.id for node in ast.parse(source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                     for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                     if isinstance(target, ast.Name))
+
+
+def declared_parameters(notebook: Path) -> frozenset:
+    """The names assigned in a notebook's ``parameters`` cell.
+
+    Read with Python's own parser: papermill's line parser skips a line whose comment holds ``=`` or
+    brackets (``layers = "all"  # (1 = first layer)``), which would make such a parameter look unknown.
+    """
+    return _declared(str(notebook), notebook.stat().st_mtime)
+
+
+def build_parameters(profile: str, overrides: dict, notebooks: list[Path]) -> dict:
+    """A profile's values updated with ``overrides``, checked against the notebooks' parameters.
+
+    A profile describes the whole series, so its keys must be parameters of some notebook of the series;
+    an override must be a parameter of a notebook that will run (else it would silently change nothing).
+    """
+    parameters = load_profile(profile)
+    series = set().union(*(declared_parameters(nb) for nb in list_notebooks()))
+    unknown = set(parameters) - series
+    if unknown:
+        raise SystemExit(f"Profile '{profile}': {sorted(unknown)} are not parameters of any notebook")
+    selected = set().union(*(declared_parameters(nb) for nb in notebooks))
+    unknown = set(overrides) - selected
+    if unknown:
+        raise SystemExit(f"Parameters {sorted(unknown)} are not parameters of any selected notebook "
+                         f"({', '.join(nb.name for nb in notebooks)})")
+    parameters.update(overrides)
+    return parameters
+
+
+# What a run folder holds of a finished step: copied by --from-run so a later step need not redo it.
+EARLIER_RESULTS = ("artifacts", "cache", "figures", "metrics.json")
+
+
+def copy_earlier_results(source: str | Path, run_dir: Path, parameters: dict) -> dict:
+    """Copy an earlier run's results into ``run_dir`` (which must be new); returns what to record.
+
+    Notebooks see a finished earlier step by its section in ``metrics.json`` (:func:`ensure_step`), so the
+    copied metrics and artifacts make them skip that step. Parameters that differ between the earlier run
+    and this one are recorded and printed: a changed ``model_id`` there means the copied results do not fit.
+    """
+    source = Path(source).resolve()
+    if not (source / "metrics.json").is_file():
+        raise SystemExit(f"--from-run {source}: no metrics.json there, so no finished step to start from")
+    copied = []
+    for name in EARLIER_RESULTS:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, run_dir / name)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, run_dir / name)
+        else:
+            continue
+        copied.append(name)
+    earlier = read_run_record(source)
+    differ = {key: {"earlier": value, "now": parameters[key]}
+              for key, value in earlier.get("parameters", {}).items() if key in parameters and parameters[key] != value}
+    if differ:
+        print(f"[reprank] note: parameters differ from the run the results come from: {differ}", flush=True)
+    return {"path": str(source), "copied": copied, "sections": sorted(read_metrics(source)),
+            "git_commit": earlier.get("git_commit"), "parameters_that_differ": differ}
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def start_run(run_dir: Path, profile: str, parameters: dict, notebooks: list[Path],
+              from_run: str | Path | None = None, extra: dict | None = None) -> dict:
+    """Write ``run.json`` into a new run folder (and copy an earlier run's results when asked).
+
+    ``reprank run`` and every sweep point go through here and :func:`execute_run`: one record format.
+    """
+    record = {"profile": profile, "parameters": parameters, "notebooks": [nb.name for nb in notebooks],
+              **(extra or {}), **environment_record(), "status": "started", "started_at": _now()}
+    if from_run:
+        record["from_run"] = copy_earlier_results(from_run, run_dir, parameters)
+    write_run_record(run_dir, record)
+    return record
+
+
+def execute_run(run_dir: str | Path, progress: bool = True) -> dict:
+    """Execute the notebooks that ``run_dir/run.json`` names, with its parameters; record how it went.
+
+    ``run.json`` gets ``timings`` (one entry per finished notebook), ``seconds``, ``finished_at`` and
+    ``status``: "done", or "failed" with ``failure`` (notebook, cell index, error, executed notebook).
+    """
+    run_dir = Path(run_dir)
+    record = read_run_record(run_dir)
+    notebooks = [notebooks_dir() / name for name in record["notebooks"]]
+    record.update(status="running", timings=[])
+    write_run_record(run_dir, record)
+    start = time.perf_counter()
+    try:
+        execute_series(notebooks, record["parameters"], run_dir, progress=progress, timings=record["timings"])
+        record["status"] = "done"
+    except NotebookFailed as exc:
+        record.update(status="failed", failure=exc.to_dict())
+    record.update(seconds=round(time.perf_counter() - start, 1), finished_at=_now())
+    write_run_record(run_dir, record)
+    return record
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    parameters = load_profile(args.profile)
-    parameters.update(parse_overrides(args.set or []))
     notebooks = select_notebooks(args.notebooks)
-    unknown = _unknown_parameters(parameters, notebooks)
-    if unknown:
-        raise SystemExit(f"Parameters {sorted(unknown)} are not parameters of any selected notebook")
-    run_dir = new_run_dir(args.runs_root, prefix=f"{args.profile}-")
-    record = {"profile": args.profile, "parameters": parameters, "notebooks": [nb.name for nb in notebooks],
-              **environment_record()}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    parameters = build_parameters(args.profile, parse_overrides(args.set or []), notebooks)
+    run_dir = new_run_dir(args.runs_root, prefix=f"{Path(args.profile).stem}-")
+    start_run(run_dir, args.profile, parameters, notebooks, from_run=args.from_run)
     print(f"[reprank] run folder: {run_dir}", flush=True)
-    results = execute_series(notebooks, parameters, run_dir, progress=not args.quiet)
-    record["timings"] = results
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    record = execute_run(run_dir, progress=not args.quiet)
+    if record["status"] != "done":
+        print(f"[reprank] FAILED: {record['failure']['summary']}", file=sys.stderr, flush=True)
+        return 1
     print(f"[reprank] done: executed notebooks, figures/ and metrics.json are in {run_dir}", flush=True)
     return 0
-
-
-def _unknown_parameters(parameters: dict, notebooks: list[Path]) -> set[str]:
-    import papermill
-
-    declared = set()
-    for notebook in notebooks:
-        declared |= set(papermill.inspect_notebook(str(notebook)))
-    return set(parameters) - declared
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -147,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebook series into a new run folder")
-    run.add_argument("--profile", default="cpu", help="profiles/<name>.yaml (default: cpu)")
+    run.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a YAML file's path (default: cpu)")
     run.add_argument("--notebooks", nargs="*", help="only these notebooks (prefixes such as 01 02)")
     run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override profile parameters")
     run.add_argument("--runs-root", default=None, help="parent folder of run folders (default: runs/)")
+    run.add_argument("--from-run", default=None, metavar="DIR",
+                     help="start from a copy of an earlier run folder's results (artifacts, cache, figures, metrics)")
     run.add_argument("--quiet", action="store_true", help="no papermill progress bar")
     run.set_defaults(func=cmd_run)
     ev = sub.add_parser("evaluate", help="judge a model's answers to a prompt file (refusals, over-refusals)")
@@ -177,8 +322,6 @@ def ensure_step(run_dir: str | Path, prefix: str, section: str, parameters: dict
     This is how a notebook runs alone: it rebuilds what it needs with the same parameters, in its own
     run folder, by running the earlier lesson itself (one source of truth, no copied code).
     """
-    from .runs import read_metrics
-
     run_dir = Path(run_dir)
     if section not in read_metrics(run_dir):
         notebook = next(nb for nb in list_notebooks() if nb.name.startswith(prefix))

@@ -84,6 +84,33 @@ def save_figure(fig, run_dir: str | Path, name: str) -> Path:
     return path
 
 
+def read_run_record(run_dir: str | Path) -> dict:
+    """The run's ``run.json`` (parameters, notebooks, environment, status, timings), or {} if there is none."""
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_run_record(run_dir: str | Path, record: dict) -> Path:
+    """Write ``run.json`` atomically (a reader never sees half a file)."""
+    path = Path(run_dir) / "run.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_to_jsonable(record), indent=2))
+    tmp.replace(path)
+    return path
+
+
+def run_finished(record: dict) -> bool:
+    """Whether a run completed every notebook it was asked to run.
+
+    Runs record ``status`` ("started", "running", "done", "failed"); older run.json files without it
+    count as finished when they have a timing for every notebook.
+    """
+    if "status" in record:
+        return record["status"] == "done"
+    timed = {t.get("notebook") for t in record.get("timings") or []}
+    return bool(record.get("notebooks")) and set(record["notebooks"]) <= timed
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
