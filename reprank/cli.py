@@ -1,4 +1,5 @@
-"""Command line: ``reprank run`` executes the notebook series with papermill into a new run folder."""
+"""Command line: ``reprank run`` executes the notebook series with papermill into a new run folder;
+``reprank sweep`` runs a grid of such runs; ``reprank report`` compares run folders."""
 
 from __future__ import annotations
 
@@ -286,6 +287,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lazy(module: str):
+    import importlib
+
+    return importlib.import_module(f"reprank.{module}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reprank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -298,6 +305,19 @@ def main(argv: list[str] | None = None) -> int:
                      help="start from a copy of an earlier run folder's results (artifacts, cache, figures, metrics)")
     run.add_argument("--quiet", action="store_true", help="no papermill progress bar")
     run.set_defaults(func=cmd_run)
+    sweep = sub.add_parser("sweep", help="run a grid of parameter values, one run folder per grid point")
+    sweep.add_argument("spec", help="sweep spec YAML (see profiles/sweeps/ and reprank.sweep)")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after another)")
+    sweep.add_argument("--runs-root", default=None, help="parent of the sweep folder (default: runs/)")
+    sweep.add_argument("--notebooks", nargs="*", help="only these notebooks (overrides the spec's notebooks)")
+    sweep.add_argument("--from-run", default=None, metavar="DIR", help="overrides the spec's from_run")
+    sweep.set_defaults(func=lambda args: _lazy("sweep").cmd_sweep(args))
+    rep = sub.add_parser("report", help="tables, plots and a standalone HTML report across run or sweep folders")
+    rep.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP_DIR")
+    rep.add_argument("--output", default=None, help="new folder for the report (default: a new runs/report-<time>/)")
+    rep.add_argument("--metric", action="append", default=None,
+                     help="a metric to plot (dotted name, or a part of names); repeatable")
+    rep.set_defaults(func=lambda args: _lazy("report").cmd_report(args))
     ev = sub.add_parser("evaluate", help="judge a model's answers to a prompt file (refusals, over-refusals)")
     ev.add_argument("--model", default="smollm2-135m-gguf", help="model id, local folder, or the offline default")
     ev.add_argument("--adapter", default=None, help="a saved PEFT (LoRA) adapter folder to apply")

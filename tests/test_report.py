@@ -1,0 +1,105 @@
+"""``reprank report`` on handmade run folders: flattening, grouping, mean/std/n over seeds, CSV/PNG/HTML."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprank import cli, report
+from reprank.runs import write_run_record
+
+SAFE = {("dpo", 0): 0.50, ("dpo", 1): 0.60, ("dpo", 2): 0.70,
+        ("confidence", 0): 0.80, ("confidence", 1): 0.90, ("confidence", 2): 0.95}
+
+
+def make_run(folder, parameters, metrics, status="done", **extra):
+    folder.mkdir(parents=True)
+    write_run_record(folder, {"profile": "smoke", "parameters": parameters, "notebooks": ["04_x.ipynb"],
+                              "packages": {"torch": "2.13.0", "reprank": "0.1.0"}, "git_commit": "abc1234",
+                              "status": status, "seconds": 10.0, **extra})
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def align_metrics(method, seed):
+    """Shaped like notebook 04's: results keyed by the method's name."""
+    safe = SAFE[(method, seed)]
+    results = {"untuned": {"safe_rate": 0.1}, method: {"safe_rate": safe, "over_refusal_rate": 1 - safe}}
+    return {"04_align": {"results": results, "nested": {"steps": 8 + seed}, "per_layer": [1, 2, 3],
+                         "method_name": method, "converged": True}}
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    root = tmp_path / "smoke-method-seed"
+    for (method, seed) in SAFE:
+        make_run(root / f"method={method},seed={seed}", {"model_id": "m", "methods": method, "seed": seed,
+                 "beta": 0.1}, align_metrics(method, seed), sweep={"name": root.name})
+    # An earlier failed attempt moved aside by a rerun, and a point that failed: neither is reported.
+    make_run(root / "method=dpo,seed=0.failed-20260101-000000", {"methods": "dpo", "seed": 0, "beta": 0.1},
+             {"04_align": {"safe_rate": 0.0}}, status="failed")
+    make_run(root / "method=ipo,seed=0", {"methods": "ipo", "seed": 0, "beta": 0.1},
+             {"04_align": {"safe_rate": 0.0}}, status="failed")
+    (root / "sweep.json").write_text("{}")
+    return root
+
+
+def test_flatten_keeps_scalars_under_dotted_names():
+    assert report.flatten({"a": {"b": 1, "c": {"d": "x"}, "l": [1]}, "e": None, "f": True}) == {
+        "a.b": 1, "a.c.d": "x", "e": None, "f": True}
+
+
+def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_path):
+    extra = make_run(tmp_path / "other" / "smoke-20260101-000000", {"model_id": "m", "methods": "ipo", "seed": 0,
+                     "beta": 0.1}, {"04_align": {"results": {"ipo": {"safe_rate": 0.4, "over_refusal_rate": 0.5}},
+                                                 "nested": {"steps": 8}}})
+    out = report.make_report([sweep_dir, extra], tmp_path / "report")
+
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 7 and "04_align.nested.steps" in runs and "04_align.per_layer" not in runs
+    assert not runs.run.str.contains("failed-|ipo,seed").any()
+    stats = pd.read_csv(out / "aggregate.csv")
+    assert list(stats.columns) == ["methods", "metric", "mean", "std", "n"]  # seed and constant parameters: not groups
+    # Each run's own method name in its metrics' names is generalised, so the methods line up.
+    assert "04_align.results.<methods>.safe_rate" in runs and "04_align.results.dpo.safe_rate" not in runs
+    safe = stats[stats.metric == "04_align.results.<methods>.safe_rate"].set_index("methods")
+    for method in ("dpo", "confidence"):
+        values = [v for (m, _), v in SAFE.items() if m == method]
+        assert safe.loc[method, "mean"] == pytest.approx(np.mean(values))
+        assert safe.loc[method, "std"] == pytest.approx(np.std(values, ddof=1))
+        assert safe.loc[method, "n"] == 3
+    assert safe.loc["ipo", "n"] == 1 and np.isnan(safe.loc["ipo", "std"])
+    steps = stats[stats.metric == "04_align.nested.steps"].set_index("methods")
+    assert steps.loc["dpo", "mean"] == pytest.approx(9.0) and steps.loc["dpo", "std"] == pytest.approx(1.0)
+    assert not stats.metric.isin(["04_align.converged", "04_align.method_name"]).any()  # not numbers to average
+
+    # Default plots: every metric named like safe_rate or over_refusal.
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png",
+        "04_align.results.untuned.safe_rate.png"]
+    assert (out / "figures" / "04_align.results._methods_.safe_rate.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page), "the report needs no network"
+    assert "<link" not in page and "<script" not in page
+    for text in ("abc1234", "2.13.0", "0.6 ± 0.1 (n=3)", "0.8833 ± 0.076 (n=3)", "0.4 (n=1)", "moved aside",
+                 "not finished", "&lt;methods&gt;</code> stands for"):
+        assert text in page, text
+
+
+def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRANK_RUNS", str(tmp_path / "reports"))
+    assert cli.main(["report", str(sweep_dir), "--metric", "nested.steps"]) == 0
+    assert cli.main(["report", str(sweep_dir), "--metric", "<methods>.safe_rate", "--metric", "refusal"]) == 0
+    first, second = sorted((tmp_path / "reports").iterdir())
+    assert [p.name for p in (first / "figures").iterdir()] == ["04_align.nested.steps.png"]
+    assert sorted(p.name for p in (second / "figures").iterdir()) == [
+        "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png"]
+    with pytest.raises(SystemExit, match="never overwrite"):
+        report.make_report([sweep_dir], first)
+    with pytest.raises(SystemExit, match="no numeric metric matches"):
+        report.make_report([sweep_dir], tmp_path / "r3", metrics=["nope"])
+    with pytest.raises(SystemExit, match="No run or sweep folder"):
+        report.make_report([tmp_path / "missing"], tmp_path / "r4")
