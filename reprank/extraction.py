@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .models import model_device
+
 POOLS = ("end", "mean")
 
 
@@ -139,7 +141,7 @@ def extract_hidden_states(
         else None
     )
     body = transformer_body(model)
-    device = next(model.parameters()).device
+    device = model_device(model)  # inputs go there; results come back as CPU float32 numpy
     hidden = model.config.hidden_size
     end = np.zeros((len(texts), len(layers), hidden), dtype=np.float32)
     mean = np.zeros_like(end) if want_mean else None

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .extraction import format_prompt
+from .models import model_device
 
 
 @dataclass
@@ -45,14 +46,15 @@ def generate_responses(
 ) -> list[list[str]]:
     """For each prompt, ``config.num_return_sequences`` responses (a list per prompt).
 
-    Prompts are formatted with the chat template and left-padded; batches are length-sorted.
+    Prompts are formatted with the chat template and left-padded; batches are length-sorted. Inputs go to
+    the model's device (CPU or GPU); the answers come back as plain strings.
     The random state is seeded once per call, so the same call gives the same samples.
     """
     config = config or SamplingConfig()
     texts = [format_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     results: list[list[str]] = [[] for _ in texts]
-    device = next(model.parameters()).device
+    device = model_device(model)
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     torch.manual_seed(seed)
@@ -62,7 +64,7 @@ def generate_responses(
             enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
             out = model.generate(**enc, **config.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            new_tokens = out[:, enc["input_ids"].shape[1] :].cpu()  # decoded on the CPU, whatever the device
             decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             k = config.num_return_sequences
             for row, i in enumerate(batch):

