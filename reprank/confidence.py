@@ -22,10 +22,13 @@ ArrayLike = TypeVar("ArrayLike", torch.Tensor, np.ndarray)
 
 
 def _numpy(values) -> np.ndarray:
-    """A flat float64 array; lists go straight to float64 (via torch they would pass through float32)."""
+    """A flat, writable float64 copy; lists go straight to float64 (via torch they would pass through float32).
+
+    A copy, because pandas hands out read-only arrays that ``torch.from_numpy`` warns about.
+    """
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().double()
-    return np.asarray(values, dtype=np.float64).reshape(-1)
+    return np.array(values, dtype=np.float64).reshape(-1)
 
 
 def _pair(chosen, rejected) -> tuple[torch.Tensor, torch.Tensor]:

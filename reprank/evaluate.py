@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -164,3 +165,39 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     if not rows:
         raise DataError(f"{path}: no prompts found")
     return pd.DataFrame(rows)
+
+
+class EvaluateDuringTraining:
+    """A ``transformers`` callback: judge the policy on held-out prompts after the given training steps.
+
+    Gives the safety / over-refusal trajectory of one run (how many steps are enough) without training
+    again. The random state is saved and restored around generation, so training proceeds exactly as it
+    would without the callback.
+    """
+
+    def __init__(self, tokenizer, harmful_prompts, benign_prompts, *, classifier: RefusalClassifier, at_steps,
+                 max_new_tokens: int = 64, seed: int = 0):
+        from transformers import TrainerCallback
+
+        self.tokenizer, self.harmful, self.benign = tokenizer, list(harmful_prompts), list(benign_prompts)
+        self.classifier, self.at_steps, self.max_new_tokens, self.seed = classifier, set(at_steps), max_new_tokens, seed
+        self.summaries: list[dict] = []
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step in outer.at_steps:
+                    outer._evaluate(model, state.global_step)
+
+        self.callback = _Callback()
+
+    def _evaluate(self, model, step: int) -> None:
+        rng_state, was_training = torch.get_rng_state(), model.training
+        model.eval()
+        try:
+            _, summary = evaluate_model(model, self.tokenizer, self.harmful, self.benign, classifier=self.classifier,
+                                        max_new_tokens=self.max_new_tokens, seed=self.seed, progress=False)
+        finally:
+            torch.set_rng_state(rng_state)
+            model.train(was_training)
+        self.summaries.append({"step": step, **summary})

@@ -83,7 +83,10 @@ def online_dpo(
         round_config = align.dpo_config(f"{config.output_dir}/round{round_index}", **{
             k: getattr(config, k) for k in ("learning_rate", "per_device_train_batch_size", "max_length", "beta",
                                             "loss_type", "loss_weights", "seed")}, max_steps=steps_per_round)
-        with ledger.timed("online training", items=steps_per_round * round_config.per_device_train_batch_size):
+        flops = compute.dpo_training_flops(current, align.mean_pair_tokens(tokenizer, dataset, round_config.max_length),
+                                           steps_per_round, round_config.per_device_train_batch_size)
+        with ledger.timed("online training", items=steps_per_round * round_config.per_device_train_batch_size,
+                          flops=flops):
             trainer, policy = align.train_dpo(policy, tokenizer, dataset, method=method, config=round_config)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         history.append({"round": round_index, "pairs": len(pairs), "mean_chosen_reward": pairs.chosen_reward.mean(),

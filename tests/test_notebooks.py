@@ -74,3 +74,47 @@ def test_notebook_02_runs_alone(tmp_path):
     # A fresh folder: notebook 02 must rebuild notebook 01's artifacts itself.
     metrics = execute("02", tmp_path, n_harmful=12, n_benign=12, n_human=100)
     assert "01_probing" in metrics and "02_confidence" in metrics
+
+
+SMALL_ALIGN = {"methods": ["dpo", "confidence"], "ablations": ["harmful_only"], "online_rounds": 2, "best_of_n": 2,
+               "train_steps": 12, "eval_every": 6, "n_eval_harmful": 20, "n_eval_benign": 10,
+               "eval_max_new_tokens": 32}
+
+
+def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
+    metrics = execute("04", run_dir, **SMALL_RERANK, **SMALL_ALIGN)["04_alignment"]
+    results = metrics["results"]
+    assert metrics["n_eval_harmful"] == 20 and metrics["n_eval_benign"] == 10
+    # Behaviour, not just a run: after training on re-ranked pairs, more held-out harmful prompts get a safe answer.
+    assert results["confidence"]["safe_rate"] >= results["untuned"]["safe_rate"] + 0.2
+    assert results["dpo"]["safe_rate"] > results["untuned"]["safe_rate"]
+    assert {"best-of-2", "online", "ablation: harmful_only"} <= set(results)
+    # The main method was judged during training too; every run has a training curve.
+    assert [row["step"] for row in metrics["main_method_by_step"]] == [6]
+    assert set(metrics["final_loss"]) == {"dpo", "confidence", "ablation: harmful_only"}
+    # Compute: online pays sampling and scoring every round; re-ranking paid them once in notebook 03.
+    assert metrics["compute"]["online"]["data FLOPs"] > 0 and metrics["online_ratios"]
+    assert metrics["compute"]["confidence"]["training FLOPs"] > 0
+    for figure in ("04_training_curves", "04_safety_and_over_refusal", "04_tradeoff", "04_compute"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file()
+    assert (run_dir / "adapters" / "confidence" / "adapter_config.json").is_file()
+
+
+def test_sweep_of_notebook_04_method_by_seed_and_its_report(run_dir, tmp_path):
+    """The 2 x 2 sweep (method x seed) of step 04 at smoke size, started from this module's run, and its report."""
+    import yaml
+
+    from test_sweep import check_sweep_and_report
+
+    spec = yaml.safe_load((runs.repo_root() / "profiles" / "sweeps" / "smoke-method-seed.yaml").read_text())
+    assert spec["grid"] == {"methods": ["dpo", "confidence"], "seed": [0, 1]}
+    # Tinier still than smoke: the sweep machinery is under test here, not the training.
+    spec["set"] |= {"train_steps": 3, "eval_every": 0, "n_eval_harmful": 6, "n_eval_benign": 4,
+                    "eval_max_new_tokens": 16}
+    path = tmp_path / "smoke-method-seed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results, report_dir, stats = check_sweep_and_report(path, tmp_path / "runs", from_run=run_dir)
+    assert len(results) == 4
+    safe = stats[stats.metric.str.endswith("safe_rate") & stats.metric.str.contains("<methods>")]
+    assert sorted(safe.methods.astype(str).unique()) == ["confidence", "dpo"]
+    assert (report_dir / "report.html").is_file()

@@ -23,4 +23,5 @@ def test_one_online_round_samples_scores_trains_and_counts_compute(tmp_path):
     stages = set(result.ledger.to_frame().stage)
     assert {"online sampling", "online scoring", "online training"} <= stages
     assert result.ledger.total("online sampling") > 0
+    assert result.ledger.total("online training") > result.ledger.total("online scoring")  # 4x a forward per token
     assert hasattr(result.policy, "peft_config")

@@ -100,12 +100,6 @@ def test_cli_overrides_keep_types_and_reject_unknown_profiles():
         cli.load_profile("no-such-profile")
 
 
-# Until notebook 04 is committed, the parameters it takes (as written in the working tree) are accepted by
-# name (and a spec may select it). Once notebooks/04_*.ipynb exists this set is empty and the check is exact.
-NOTEBOOK_04_PENDING = set() if any(nb.name.startswith("04") for nb in NOTEBOOKS) else {
-    "methods", "beta", "seed", "ablations", "online_rounds", "best_of_n"}
-
-
 @pytest.mark.parametrize("spec_path", sorted((ROOT / "profiles" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path):
     from reprank import sweep
@@ -113,9 +107,8 @@ def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path
     spec = sweep.load_spec(spec_path)
     cli.load_profile(spec.profile)
     selected = [nb for nb in NOTEBOOKS if not spec.notebooks or any(nb.name.startswith(p) for p in spec.notebooks)]
-    pending = NOTEBOOK_04_PENDING if NOTEBOOK_04_PENDING and (not spec.notebooks or "04" in spec.notebooks) else set()
-    assert selected or pending, f"{spec.notebooks} matches no notebook"
-    declared = set().union(*(cli.declared_parameters(nb) for nb in selected)) | pending
+    assert selected, f"{spec.notebooks} matches no notebook"
+    declared = set().union(*(cli.declared_parameters(nb) for nb in selected))
     keys = set(spec.set) | set(spec.grid)
     assert keys and keys <= declared, keys - declared
     assert len(sweep.plan_points(spec)) == len(sweep.expand_grid(spec.grid)) > 1
