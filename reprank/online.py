@@ -85,6 +85,10 @@ def online_dpo(
                                             "loss_type", "loss_weights", "seed")}, max_steps=steps_per_round)
         flops = compute.dpo_training_flops(current, align.mean_pair_tokens(tokenizer, dataset, round_config.max_length),
                                            steps_per_round, round_config.per_device_train_batch_size)
+        if hasattr(policy, "peft_config") and "ref" in policy.peft_config:
+            # TRL adds a frozen "ref" copy of the adapter to a PeftModel it is given (the round's reference:
+            # the policy as the round starts); drop last round's, or TRL refuses to add it again.
+            policy.delete_adapter("ref")
         with ledger.timed("online training", items=steps_per_round * round_config.per_device_train_batch_size,
                           flops=flops):
             trainer, policy = align.train_dpo(policy, tokenizer, dataset, method=method, config=round_config)

@@ -15,11 +15,11 @@ def test_one_online_round_samples_scores_trains_and_counts_compute(tmp_path):
         rm.probe_weight.normal_(std=0.05)
     result = online.online_dpo(
         loaded.model, loaded.tokenizer, ["Name a color.", "Name an animal.", "Say hello."], rm,
-        rounds=1, prompts_per_round=2, steps_per_round=1,
+        rounds=3, prompts_per_round=2, steps_per_round=1,
         sampling=SamplingConfig(max_new_tokens=6, do_sample=True, num_return_sequences=2),
         config=align.dpo_config(tmp_path, max_length=48, per_device_train_batch_size=2),
         references=["I can't help with that."], references_for=["Name a color."], progress=False)
-    assert result.rounds.pairs.iloc[0] >= 1
+    assert len(result.rounds) == 3 and (result.rounds.pairs >= 1).all()  # 3 rounds: TRL's 'ref' adapter re-made
     stages = set(result.ledger.to_frame().stage)
     assert {"online sampling", "online scoring", "online training"} <= stages
     assert result.ledger.total("online sampling") > 0
