@@ -81,6 +81,34 @@ def generation_flops(model: torch.nn.Module, prompt_tokens: int, new_tokens: int
     return prefill + decode
 
 
+def _templated_lengths(tokenizer, texts: Iterable[str]) -> list[int]:
+    return [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+
+
+def sampling_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], new_tokens: int,
+                   samples_per_prompt: int = 1) -> float:
+    """FLOPs of sampling ``samples_per_prompt`` answers of ``new_tokens`` to each prompt.
+
+    Prompts are counted as the model sees them, wrapped in its chat template (about 30 tokens on
+    SmolLM2), and every answer at the full token budget (an upper bound when answers stop early).
+    """
+    from .extraction import format_prompt
+
+    lengths = _templated_lengths(tokenizer, (format_prompt(tokenizer, p) for p in prompts))
+    return float(samples_per_prompt * sum(generation_flops(model, n, new_tokens) for n in lengths))
+
+
+def scoring_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], responses: Iterable[str],
+                  rm_layers: int = 0) -> float:
+    """FLOPs of scoring each (prompt, response) with the hybrid RM: one body forward (no vocabulary head)
+    over the chat-template conversation, plus the RM itself when ``rm_layers`` is given."""
+    from .extraction import format_conversation
+
+    lengths = _templated_lengths(tokenizer, (format_conversation(tokenizer, p, r) for p, r in zip(prompts, responses)))
+    rm = rm_flops(rm_layers, _dims(model)[1]) if rm_layers else 0.0
+    return float(sum(forward_flops(model, n, include_head=False) + rm for n in lengths))
+
+
 def training_flops(forward: float) -> float:
     """Forward plus backward: ``3 x`` the forward FLOPs (the backward pass costs about twice the forward).
 

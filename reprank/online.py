@@ -61,17 +61,15 @@ def online_dpo(
         chosen_prompts = rng.sample(list(prompts), min(prompts_per_round, len(prompts)))
         current = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
         current.eval()
-        prompt_tokens = [len(tokenizer(p)["input_ids"]) for p in chosen_prompts]
-        flops = sampling.num_return_sequences * sum(
-            compute.generation_flops(current, t, sampling.max_new_tokens) for t in prompt_tokens)
+        flops = compute.sampling_flops(current, tokenizer, chosen_prompts, sampling.max_new_tokens,
+                                       sampling.num_return_sequences)
         with ledger.timed("online sampling", items=len(chosen_prompts) * sampling.num_return_sequences, flops=flops):
             pool = rerank.sample_candidates(current, tokenizer, chosen_prompts, sampling, seed=seed + round_index,
                                             batch_size=batch_size, progress=progress)
         with_refs = [p for p in chosen_prompts if p in set(references_for)]
         if references and with_refs:
             pool = rerank.add_reference_responses(pool, with_refs, references, 1, seed=seed + round_index)
-        tokens = [len(tokenizer(p + r)["input_ids"]) for p, r in zip(pool.prompt, pool.response)]
-        flops = sum(compute.forward_flops(current, t, include_head=False) for t in tokens)
+        flops = compute.scoring_flops(current, tokenizer, pool.prompt, pool.response, len(reward_model.layers))
         with ledger.timed("online scoring", items=len(pool), flops=flops):
             pool["reward"] = rerank.score_candidates(current, tokenizer, reward_model, list(pool.prompt),
                                                      list(pool.response), **extract_kwargs)

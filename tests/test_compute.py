@@ -75,3 +75,21 @@ def test_ledger_save_load_roundtrip_and_no_overwrite(tmp_path):
     ledger.add("reward", flops=1, seconds=0.1)
     ledger.save(path, overwrite=True)
     assert len(compute.ComputeLedger.load(path).entries) == 2
+
+
+def test_sampling_and_scoring_flops_count_the_chat_template(default_model):
+    """The model reads each prompt wrapped in its chat template (~30 tokens on SmolLM2), so the FLOPs must too:
+    the online baseline once counted bare prompts and under-stated its sampling cost against notebook 03's."""
+    from reprank.extraction import format_conversation, format_prompt
+
+    model, tokenizer = default_model.model, default_model.tokenizer
+    prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt."
+    templated = len(tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+    assert templated >= len(tokenizer(prompt)["input_ids"]) + 20
+    assert compute.sampling_flops(model, tokenizer, [prompt] * 2, 8, samples_per_prompt=3) == pytest.approx(
+        6 * compute.generation_flops(model, templated, 8))
+    conversation = len(tokenizer(format_conversation(tokenizer, prompt, response), add_special_tokens=False)["input_ids"])
+    body = compute.forward_flops(model, conversation, include_head=False)
+    assert compute.scoring_flops(model, tokenizer, [prompt], [response]) == pytest.approx(body)
+    rm = compute.rm_flops(30, model.config.hidden_size)
+    assert compute.scoring_flops(model, tokenizer, [prompt], [response], rm_layers=30) == pytest.approx(body + rm)
