@@ -18,6 +18,8 @@ from typing import Iterable, Iterator
 import pandas as pd
 import torch
 
+from .extraction import format_conversation, format_prompt
+
 
 def _embedding_parameters(model: torch.nn.Module) -> set[int]:
     """ids of the vocabulary parameters: every nn.Embedding and the output head (often tied to the input one)."""
@@ -92,8 +94,6 @@ def sampling_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], ne
     Prompts are counted as the model sees them, wrapped in its chat template (about 30 tokens on
     SmolLM2), and every answer at the full token budget (an upper bound when answers stop early).
     """
-    from .extraction import format_prompt
-
     lengths = _templated_lengths(tokenizer, (format_prompt(tokenizer, p) for p in prompts))
     return float(samples_per_prompt * sum(generation_flops(model, n, new_tokens) for n in lengths))
 
@@ -102,8 +102,6 @@ def scoring_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], res
                   rm_layers: int = 0) -> float:
     """FLOPs of scoring each (prompt, response) with the hybrid RM: one body forward (no vocabulary head)
     over the chat-template conversation, plus the RM itself when ``rm_layers`` is given."""
-    from .extraction import format_conversation
-
     lengths = _templated_lengths(tokenizer, (format_conversation(tokenizer, p, r) for p, r in zip(prompts, responses)))
     rm = rm_flops(rm_layers, _dims(model)[1]) if rm_layers else 0.0
     return float(sum(forward_flops(model, n, include_head=False) + rm for n in lengths))
