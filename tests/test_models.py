@@ -26,7 +26,7 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path
 
 
-def test_default_model_loads_from_the_converted_cache(default_model):
+def test_default_model_loads_from_the_converted_cache(default_model, on_model):
     # The session fixture converted the GGUF (first load) or read the cache; a second load must use it.
     again = models.load_model()
     assert again.from_cache
@@ -34,7 +34,7 @@ def test_default_model_loads_from_the_converted_cache(default_model):
     tok = again.tokenizer
     assert tok.chat_template and tok.pad_token_id is not None
     # The converted weights are the GGUF's: same logits as the session's model.
-    ids = tok("Hello there", return_tensors="pt")
+    ids = on_model(tok("Hello there", return_tensors="pt"), again.model)
     with torch.no_grad():
         a = default_model.model(**ids).logits
         b = again.model(**ids).logits
