@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from .checksums import cache_problem, write_checksum
 from .errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m-gguf"
@@ -132,8 +134,23 @@ def convert_default_model(target: Path | None = None) -> Path:
     clean.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     (partial / "SOURCE.txt").write_text(f"Converted from {GGUF_DIST}=={GGUF_VERSION}:{GGUF_FILE}\n")
-    partial.rename(target)
+    write_checksum(partial)
+    partial.rename(target)  # a folder rename keeps the files' mtimes, so the record stays valid
     return target
+
+
+def _ensure_default_converted() -> tuple[Path, bool]:
+    """The converted default model's folder, and whether it came from the cache (vs. converted now)."""
+    target = _converted_default_dir()
+    if not (target / "model.safetensors").is_file():
+        return convert_default_model(target), False
+    problem = cache_problem(target)
+    if problem is None:
+        return target, True
+    print(f"[reprank] cached model at {target} is damaged ({problem}): rebuilding it from the GGUF",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(target)
+    return convert_default_model(target), False
 
 
 def resolve_model_path(model_id: str = DEFAULT_MODEL) -> str:
@@ -141,10 +158,7 @@ def resolve_model_path(model_id: str = DEFAULT_MODEL) -> str:
     if model_id != DEFAULT_MODEL:
         check_model_id(model_id)
         return model_id
-    target = _converted_default_dir()
-    if not (target / "model.safetensors").is_file():
-        convert_default_model(target)
-    return str(target)
+    return str(_ensure_default_converted()[0])
 
 
 @dataclass
@@ -214,8 +228,11 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
-    from_cache = model_id == DEFAULT_MODEL and (_converted_default_dir() / "model.safetensors").is_file()
-    path = resolve_model_path(model_id)
+    if model_id == DEFAULT_MODEL:
+        folder, from_cache = _ensure_default_converted()
+        path = str(folder)
+    else:
+        path, from_cache = resolve_model_path(model_id), False
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as exc:  # transformers' "couldn't connect to huggingface.co" and "not a valid model id"

@@ -100,9 +100,9 @@ def load_pku_saferlhf(
 ) -> datasets.Dataset:
     """PKU-SafeRLHF as preference pairs: chosen = the safer response (`safer_response_id`).
 
-    `source` is a local .json/.jsonl file, or anything `datasets.load_dataset` accepts, such as
-    the hub id "PKU-Alignment/PKU-SafeRLHF" (its `split` is then loaded; needs internet). Our own train/validation/test `split` column is re-derived
-    from the prompt with `assign_split`.
+    `source` is a local .json/.jsonl file, or anything `datasets.load_dataset` accepts, such as the hub id
+    "PKU-Alignment/PKU-SafeRLHF" (its `split` is then loaded; needs internet). Our own
+    train/validation/test `split` column is re-derived from the prompt with `assign_split`.
     """
     source = str(source)
     if Path(source).suffix in (".json", ".jsonl"):
