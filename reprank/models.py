@@ -76,9 +76,32 @@ def check_model_id(model_id: str) -> None:
         return
     if path.exists() or _looks_like_a_path(model_id):
         raise ModelNotFoundError(f"model folder {path} not found; {_OFFLINE_HINT}")
-    if hub_offline() and not in_hub_cache(model_id):
+    if in_hub_cache(model_id):
+        return
+    why = "the hub is offline (HF_HUB_OFFLINE is set)" if hub_offline() else _hub_unreachable()
+    if why:
         raise ModelNotFoundError(f"model '{model_id}' is not a local folder and not in the Hugging Face cache, and "
-                                 f"the hub is offline (HF_HUB_OFFLINE is set); {_OFFLINE_HINT}")
+                                 f"{why}; {_OFFLINE_HINT}")
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, from a direct connection attempt; None when it can (or a proxy is set).
+
+    Without it, a machine with no network spends ~50 s in huggingface_hub's retries before failing.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # a direct connection says nothing about the proxy: let from_pretrained try
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"the hub ({constants.ENDPOINT}) cannot be reached ({exc.strerror or exc})"
+    return None
 
 
 def cache_dir() -> Path:

@@ -110,6 +110,20 @@ def test_unknown_model_while_offline(monkeypatch, tmp_path, prompt_file):
         models.load_model("nobody/no-such-model")
 
 
+def test_unknown_model_when_the_hub_cannot_be_reached(monkeypatch, prompt_file):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    message = user_error(evaluate_args(prompt_file, model="nobody/no-such-model"))
+    assert "not in the Hugging Face cache, and the hub (https://huggingface.co) cannot be reached" in message
+    assert "Name or service not known" in message and f"'{models.DEFAULT_MODEL}'" in message
+
+
 def test_missing_local_model_folder(tmp_path, prompt_file):
     message = user_error(evaluate_args(prompt_file, model=str(tmp_path / "my-model")))
     assert message.startswith(f"model folder {tmp_path / 'my-model'} not found")
