@@ -12,7 +12,6 @@ to trust it. A third check flags degenerate text (loops), which a naive refusal 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
-from .data import DataError, load_human_labelled
+from .data import DataError, check_str, field_error, load_human_labelled
+from .fileio import FileFormatError, read_jsonl, read_text
 from .generation import SamplingConfig, generate_responses
 from .judges import is_refusal
 
@@ -139,31 +139,25 @@ def read_prompt_file(path: str | Path) -> pd.DataFrame:
     """Prompts from JSONL (a ``prompt`` field, optional boolean ``harmful``) or plain text (one per line).
 
     Prompts without a ``harmful`` field count as harmful (the question is whether the model refuses).
+    A bad file is a one-line ``DataError`` (a ``UserError``) naming the file, line or row, and field.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     rows = []
     if path.suffix in (".jsonl", ".json"):
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, row {line_no}: not valid JSON ({err.msg})") from None
-            prompt = record.get("prompt") if isinstance(record, dict) else None
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise DataError(f"{path}, row {line_no}, field 'prompt': must be a non-empty string")
+        for i, record in enumerate(read_jsonl(path, error=DataError), start=1):
+            prompt = check_str(str(path), i, record, "prompt")
             harmful = record.get("harmful", True)
             if not isinstance(harmful, bool):
-                raise DataError(f"{path}, row {line_no}, field 'harmful': must be true or false")
+                raise field_error(str(path), i, "harmful", f"must be true or false, got {harmful!r:.40}")
             rows.append({"prompt": prompt, "harmful": harmful})
     else:
-        rows = [{"prompt": line.strip(), "harmful": True}
-                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = read_text(path)
+        except FileFormatError as exc:
+            raise DataError(str(exc)) from None
+        rows = [{"prompt": line.strip(), "harmful": True} for line in text.splitlines() if line.strip()]
     if not rows:
-        raise DataError(f"{path}: no prompts found")
+        raise DataError(f"{path}: no prompts found; write one prompt per line, or JSONL with a 'prompt' field")
     return pd.DataFrame(rows)
 
 

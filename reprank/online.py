@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import align, compute, rerank
-from .data import validate_pairs
+from .pairs import validate_pairs
 from .generation import SamplingConfig
 from .reward import HybridRewardModel
 

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .data import assign_split, validate_pairs
+from .data import assign_split
+from .pairs import validate_pairs
 from .judges import is_refusal
 
 # kind -> (is the response unsafe?, what it is)

@@ -1,4 +1,4 @@
-"""Tests for reprank.data (real wheel data + tiny temp files; no network)."""
+"""Tests for reprank.data and reprank.datasheet (real wheel data + tiny temp files; no network)."""
 
 import json
 from collections import Counter
@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reprank import data
+from reprank import data, datasheet, errors
 
-FIXTURE = Path(__file__).parent / "fixtures" / "pku_saferlhf_sample.jsonl"
-GOOD_PAIR = {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Use a pick."}
 
 
 @pytest.fixture(scope="module")
@@ -195,108 +193,24 @@ def test_missing_data_file(tmp_path):
         data.load_refusals(tmp_path / "nothing.jsonl")
 
 
-# --------------------------------------------------------------------------- pairs
-
-
-def test_validate_pairs_fills_defaults_and_keeps_extras():
-    pairs = data.validate_pairs([GOOD_PAIR, {**GOOD_PAIR, "prompt": "Another", "split": "test", "note": "x"}])
-    assert pairs.column_names[:7] == list(data.PAIR_FIELDS + data.OPTIONAL_PAIR_FIELDS)
-    assert pairs["note"] == [None, "x"]
-    assert pairs["source"] == ["unknown", "unknown"]
-    assert pairs["split"] == [data.assign_split(GOOD_PAIR["prompt"]), "test"]
-    assert pairs["chosen_safe"] == [None, None]
-    assert pairs.features["chosen_safe"].dtype == "bool"
-    assert data.validate_pairs(pairs)["prompt"] == pairs["prompt"]  # a Dataset is accepted too
-
-
-@pytest.mark.parametrize("change, field", [
-    ({"chosen": None}, "chosen"),
-    ({"chosen": 3}, "chosen"),
-    ({"prompt": "   "}, "prompt"),
-    ({"rejected": ""}, "rejected"),
-    ({"rejected": GOOD_PAIR["chosen"]}, "rejected"),
-    ({"split": "dev"}, "split"),
-    ({"chosen_safe": 1}, "chosen_safe"),
-    ({"rejected_safe": "false"}, "rejected_safe"),
-    ({"source": 7}, "source"),
-    ("drop prompt", "prompt"),
-])
-def test_pair_errors_name_file_row_field(tmp_path, change, field):
-    bad = {k: v for k, v in GOOD_PAIR.items() if k != "prompt"} if change == "drop prompt" else {**GOOD_PAIR, **change}
-    path = write_jsonl(tmp_path / "pairs.jsonl", [GOOD_PAIR, GOOD_PAIR, bad])
-    with pytest.raises(data.DataError) as info:
-        data.load_pairs_jsonl(path)
-    assert str(info.value).startswith(f"{path}, row 3, field '{field}': ")
-    with pytest.raises(data.DataError, match=rf"<in-memory pairs>, row 1, field '{field}'"):
-        data.validate_pairs([bad])
-
-
-def test_malformed_json_line(tmp_path):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text(json.dumps(GOOD_PAIR) + '\n{"prompt": "oops",\n', encoding="utf-8")
-    with pytest.raises(data.DataError, match=r"pairs\.jsonl, line 2: invalid JSON"):
-        data.load_pairs_jsonl(path)
-
-
-def test_save_and_load_roundtrip_refuses_overwrite(tmp_path):
-    path = tmp_path / "out" / "pairs.jsonl"
-    data.save_pairs_jsonl([{**GOOD_PAIR, "chosen_safe": True, "rejected_safe": False}], path)
-    loaded = data.load_pairs_jsonl(path)
-    assert loaded[0]["chosen_safe"] is True and loaded[0]["chosen"] == GOOD_PAIR["chosen"]
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        data.save_pairs_jsonl([GOOD_PAIR], path)
-    data.save_pairs_jsonl([GOOD_PAIR, {**GOOD_PAIR, "prompt": "Second"}], path, overwrite=True)
-    assert len(data.load_pairs_jsonl(path)) == 2
-
-
-# --------------------------------------------------------------------------- PKU-SafeRLHF
-
-
-def test_pku_fixture_to_pairs():
-    raw = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
-    assert {r["safer_response_id"] for r in raw} == {0, 1}
-    pairs = data.load_pku_saferlhf(str(FIXTURE))
-    assert len(pairs) == len(raw)
-    assert pairs.column_names == list(data.PAIR_FIELDS + data.OPTIONAL_PAIR_FIELDS)
-    for r, p in zip(raw, pairs):
-        safer = r["safer_response_id"]
-        assert p["chosen"] == r[f"response_{safer}"] and p["rejected"] == r[f"response_{1 - safer}"]
-        assert p["chosen_safe"] == r[f"is_response_{safer}_safe"]
-        assert p["rejected_safe"] == r[f"is_response_{1 - safer}_safe"]
-    assert set(pairs["source"]) == {"pku_saferlhf"}
-    assert len(data.load_pku_saferlhf(FIXTURE, max_rows=3)) == 3
-
-
-def test_pku_missing_column(tmp_path):
-    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
-    path = write_jsonl(tmp_path / "pku.jsonl", [{k: v for k, v in r.items() if k != "safer_response_id"} for r in rows])
-    with pytest.raises(data.DataError, match=r"pku\.jsonl: missing PKU-SafeRLHF column\(s\) \['safer_response_id'\]"):
-        data.load_pku_saferlhf(str(path))
-
-
-def test_pku_malformed_line(tmp_path):
-    path = tmp_path / "pku.jsonl"
-    path.write_text(FIXTURE.read_text(encoding="utf-8") + '{"prompt": "cut off\n', encoding="utf-8")
-    with pytest.raises(data.DataError, match=r"pku\.jsonl, line 9: invalid JSON"):
-        data.load_pku_saferlhf(str(path))
-
-
-def test_pku_bad_safer_response_id(tmp_path):
-    rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
-    rows[1]["safer_response_id"] = 2
-    path = write_jsonl(tmp_path / "pku.jsonl", rows)
-    with pytest.raises(data.DataError, match=r"pku\.jsonl, row 2, field 'safer_response_id'"):
-        data.load_pku_saferlhf(str(path))
-
-
 # --------------------------------------------------------------------------- summary
 
 
 def test_summary_markdown(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRANK_DATA_DIR", str(tmp_path))  # benign/refusals absent -> listed as unavailable
-    counts = data.summary()
+    counts = datasheet.summary()
     assert counts["harmful"]["source"]["strongreject"] == 313
     assert set(counts["unavailable"]) == {"benign", "refusals"}
-    table = data.summary_markdown(counts)
+    table = datasheet.summary_markdown(counts)
     assert table.startswith("| dataset | by | value | rows |")
     assert "| harmful | source | strongreject | 313 |" in table
+
+
+def test_data_errors_are_one_line_user_errors(tmp_path):
+    # The command line prints a UserError as one line (exit 2); DataError stays a ValueError for old callers.
+    assert issubclass(data.DataError, errors.UserError) and issubclass(data.DataError, ValueError)
+    path = tmp_path / "refusals.jsonl"
+    path.write_bytes(b'{"text": "caf\xe9", "style": "s"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(data.DataError, match=r"refusals\.jsonl: not valid UTF-8") as info:
+        data.load_refusals(path)
+    assert "\n" not in str(info.value)

@@ -82,9 +82,12 @@ def test_load_model_puts_the_model_on_the_chosen_device_and_dtype(monkeypatch, n
     assert forced.model.device == torch.device("cpu") and forced.model.dtype is torch.float32
 
 
-def test_default_load_on_a_cpu_is_fp32(default_model):
-    assert next(default_model.model.parameters()).dtype is torch.float32
-    assert models.model_device(default_model.model) == torch.device("cpu")
+def test_default_load_uses_the_picked_device_and_dtype(default_model, device, dtype):
+    # fp32 on a CPU (every number in the README), bf16 or fp16 on a GPU.
+    assert next(default_model.model.parameters()).dtype is dtype
+    assert models.model_device(default_model.model).type == device.type
+    if device.type == "cpu":
+        assert dtype is torch.float32
 
 
 def test_a_half_precision_model_gives_float32_numpy_hidden_states_and_text(default_model):

@@ -2,22 +2,28 @@ import numpy as np
 import pytest
 import torch
 
-from reprank import extraction
+from reprank import extraction, models
 
 PROMPTS = ["How do I bake bread?", "Tell me how to pick a lock.", "What is the capital of France?"]
 RESPONSES = ["Mix flour and water, knead, rest and bake at 220 C for 30 minutes.", "I can't help with that.",
              "Paris."]
 
 
+def numpy32(tensor):
+    """A hidden state as the float32 numpy array extraction returns, from any device and dtype."""
+    return tensor.float().cpu().numpy()
+
+
 def naive_end_states(model, tokenizer, prompt, response):
+    """One unpadded forward pass, inputs on the model's device."""
     text = extraction.format_conversation(tokenizer, prompt, response)
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(models.model_device(model))
     with torch.no_grad():
         out = model(**ids, output_hidden_states=True)
-    return torch.stack(out.hidden_states[1:])[:, 0, -1].numpy(), out, ids
+    return numpy32(torch.stack(out.hidden_states[1:])[:, 0, -1]), out, ids
 
 
-def test_shapes_dtype_and_end_token(default_model):
+def test_shapes_dtype_and_end_token(default_model, close):
     m, tok = default_model.model, default_model.tokenizer
     hs = extraction.extract_hidden_states(m, tok, PROMPTS, RESPONSES, batch_size=2, progress=False)
     L, d = m.config.num_hidden_layers, m.config.hidden_size
@@ -25,21 +31,21 @@ def test_shapes_dtype_and_end_token(default_model):
     assert hs.layers == list(range(1, L + 1))
     for i in range(3):  # padded, length-sorted batches give the per-text states of a plain forward
         ref, _, ids = naive_end_states(m, tok, PROMPTS[i], RESPONSES[i])
-        np.testing.assert_allclose(hs.end[i], ref, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(hs.end[i], ref, **close)
         assert hs.n_tokens[i] == ids["input_ids"].shape[1]
     # The end token is the template's end-of-turn marker, not trailing whitespace.
     text = extraction.format_conversation(tok, PROMPTS[0], RESPONSES[0])
     assert not text[-1].isspace()
 
 
-def test_mean_over_response_tokens(default_model):
+def test_mean_over_response_tokens(default_model, close):
     m, tok = default_model.model, default_model.tokenizer
     hs = extraction.extract_hidden_states(m, tok, PROMPTS[:1], RESPONSES[:1], layers=[3, 7], pools=("end", "mean"),
                                           progress=False)
     _, out, ids = naive_end_states(m, tok, PROMPTS[0], RESPONSES[0])
     start = len(tok(extraction.format_prompt(tok, PROMPTS[0]), add_special_tokens=False)["input_ids"])
-    expected = np.stack([out.hidden_states[l][0, start:].mean(0).numpy() for l in (3, 7)])
-    np.testing.assert_allclose(hs.mean[0], expected, rtol=1e-3, atol=1e-3)
+    expected = np.stack([numpy32(out.hidden_states[l][0, start:].float().mean(0)) for l in (3, 7)])
+    np.testing.assert_allclose(hs.mean[0], expected, **close)
 
 
 def test_deterministic_and_cached(default_model, tmp_path):
@@ -58,14 +64,14 @@ def test_deterministic_and_cached(default_model, tmp_path):
     assert len(list(tmp_path.glob("hidden-*.npz"))) == 2
 
 
-def test_long_responses_keep_their_end_token(default_model):
+def test_long_responses_keep_their_end_token(default_model, close):
     m, tok = default_model.model, default_model.tokenizer
     long = "word " * 500
     hs = extraction.extract_hidden_states(m, tok, ["Say words."], [long], max_response_tokens=16, progress=False)
     assert hs.n_tokens[0] < 100
     cut = extraction.truncate_response(tok, long, 16)
     ref, _, _ = naive_end_states(m, tok, "Say words.", cut)
-    np.testing.assert_allclose(hs.end[0], ref, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(hs.end[0], ref, **close)
 
 
 def test_bad_arguments_are_explained(default_model):

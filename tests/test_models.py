@@ -1,9 +1,13 @@
 import importlib.metadata
+import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from reprank import models
+from reprank import checksums, models
 
 
 def test_missing_wheel_error_names_the_install_command(monkeypatch):
@@ -26,7 +30,7 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path
 
 
-def test_default_model_loads_from_the_converted_cache(default_model):
+def test_default_model_loads_from_the_converted_cache(default_model, on_model):
     # The session fixture converted the GGUF (first load) or read the cache; a second load must use it.
     again = models.load_model()
     assert again.from_cache
@@ -34,7 +38,7 @@ def test_default_model_loads_from_the_converted_cache(default_model):
     tok = again.tokenizer
     assert tok.chat_template and tok.pad_token_id is not None
     # The converted weights are the GGUF's: same logits as the session's model.
-    ids = tok("Hello there", return_tensors="pt")
+    ids = on_model(tok("Hello there", return_tensors="pt"), again.model)
     with torch.no_grad():
         a = default_model.model(**ids).logits
         b = again.model(**ids).logits
@@ -68,3 +72,63 @@ def test_a_local_folder_loads_like_a_hub_id(default_model):
     local = models.load_model(folder)
     assert local.model_id == folder and not local.from_cache
     assert local.model.config.num_hidden_layers == default_model.model.config.num_hidden_layers
+
+
+# --------------------------------------------------------------------------- damaged cache
+
+
+def tiny_converted_folder(folder):
+    """A stand-in for a converted model: a small safetensors file and its checksum record."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    save_file({"w": torch.arange(1000, dtype=torch.float32)}, str(folder / "model.safetensors"))
+    checksums.write_checksum(folder)
+    return folder
+
+
+def test_checksum_record_accepts_intact_and_touched_files(tmp_path):
+    folder = tiny_converted_folder(tmp_path / "m")
+    assert checksums.cache_problem(folder) is None
+    os.utime(folder / "model.safetensors", ns=(1, 1))  # same bytes, new mtime: hashed, found equal, re-recorded
+    assert checksums.cache_problem(folder) is None
+    assert json.loads((folder / checksums.CHECKSUM_FILE).read_text())["files"]["model.safetensors"]["mtime_ns"] == 1
+
+
+def test_checksum_record_catches_truncated_and_changed_files(tmp_path):
+    folder = tiny_converted_folder(tmp_path / "m")
+    weights = folder / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size - 100)
+    assert "unreadable" in checksums.cache_problem(folder)
+    folder = tiny_converted_folder(tmp_path / "m2")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in a weight: same size, still readable
+    weights.write_bytes(bytes(data))
+    assert checksums.cache_problem(folder) == "model.safetensors sha256 differs from the one recorded at conversion"
+
+
+def test_checksum_record_is_written_for_an_older_cache(tmp_path):
+    folder = tiny_converted_folder(tmp_path / "m")
+    (folder / checksums.CHECKSUM_FILE).unlink()  # a cache converted before records existed
+    assert checksums.cache_problem(folder) is None
+    assert "sha256" in json.loads((folder / checksums.CHECKSUM_FILE).read_text())["files"]["model.safetensors"]
+
+
+def test_a_truncated_cached_model_is_rebuilt_saying_so(default_model, monkeypatch, tmp_path, capfd, on_model):
+    # The one test that converts the GGUF (~25 s): a copy of the real cache, truncated, in a temporary cache.
+    source = Path(models.resolve_model_path())
+    monkeypatch.setenv("REPRANK_CACHE", str(tmp_path))
+    target = models._converted_default_dir()
+    shutil.copytree(source, target)
+    weights = target / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    rebuilt = models.load_model()
+    err = capfd.readouterr().err
+    assert f"[reprank] cached model at {target} is damaged (model.safetensors unreadable" in err
+    assert ": rebuilding it from the GGUF" in err
+    assert not rebuilt.from_cache and checksums.cache_problem(target) is None
+    ids = on_model(rebuilt.tokenizer("Hello there", return_tensors="pt"), rebuilt.model)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.model(**ids).logits, default_model.model(**ids).logits)
+    assert models.load_model().from_cache  # and the rebuilt cache is used from then on
