@@ -54,5 +54,6 @@ def test_evaluate_command_on_a_text_file(tmp_path, default_model, capsys):
     rows = [json.loads(l) for l in (out / "responses.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["response"] for r in rows)
     assert json.loads((out / "summary.json").read_text())["n_harmful"] == 2
-    with pytest.raises(SystemExit, match="never overwrite"):
-        cli.main(["evaluate", "--prompts", str(prompts), "--output", str(out)])
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--prompts", str(prompts), "--output", str(out)]) == 2
+    assert "never overwrites" in capsys.readouterr().err
