@@ -12,6 +12,7 @@ import difflib
 import functools
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -47,6 +48,14 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return chosen
 
 
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _yaml_value(value):
+    """YAML 1.1 reads ``5e-4`` (no dot) as a string; read such a value as the number it is."""
+    return float(value) if isinstance(value, str) and _EXPONENT.match(value.strip()) else value
+
+
 def load_profile(name: str) -> dict:
     """``profiles/<name>.yaml``, or a YAML file given by its path (``my/profile.yaml``)."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else profiles_dir() / f"{name}.yaml"
@@ -59,7 +68,7 @@ def load_profile(name: str) -> dict:
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: a profile must be a mapping of notebook parameters to values")
-    return values
+    return {key: _yaml_value(value) for key, value in values.items()}
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -70,7 +79,7 @@ def parse_overrides(items: list[str]) -> dict:
             raise UserError(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            overrides[key.strip()] = _yaml_value(yaml.safe_load(value))
         except yaml.YAMLError:
             overrides[key.strip()] = value  # e.g. an unbalanced bracket: the type check names it
     return overrides

@@ -55,6 +55,7 @@ def test_the_real_notebooks_parameter_types():
     with pytest.raises(UserError, match=r"^--set seed=abc: seed must be an integer \(notebook 01 declares seed = 0\)$"):
         check({"seed": "abc"})
     assert check({"rm_lr": 1})["rm_lr"] == 1  # an int where a float is declared is fine
+    assert parameters.parse_overrides(["rm_lr=5e-4"]) == {"rm_lr": 0.0005}  # YAML 1.1 would say "5e-4"
     assert check({"layers": [1, 2]})["layers"] == [1, 2]  # "all" or a list
     assert check({"methods": "dpo"}, ["04"])["methods"] == "dpo"  # a sweep passes one method
     assert check({"methods": ["dpo", "ipo"]}, ["04"])["methods"] == ["dpo", "ipo"]
