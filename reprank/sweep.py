@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from . import cli
+from . import runner
 from .runs import read_run_record, run_finished, runs_root, write_run_record
 
 SPEC_KEYS = {"name", "description", "profile", "notebooks", "set", "grid", "from_run"}
@@ -171,7 +171,7 @@ def _run_point(folder: Path, spec: SweepSpec, name: str, point: dict, parameters
     print(f"[sweep] {name}: started (log: {folder / 'sweep.log'})", flush=True)
     env = point_environment(jobs)
     try:
-        cli.start_run(folder, spec.profile, parameters, notebooks, from_run=from_run, extra={"sweep": sweep})
+        runner.start_run(folder, spec.profile, parameters, notebooks, from_run=from_run, extra={"sweep": sweep})
         with open(folder / "sweep.log", "w") as log:
             process = subprocess.run([sys.executable, "-m", "reprank.sweep", str(folder)], stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
@@ -207,7 +207,7 @@ def run_sweep(spec: SweepSpec, runs_root_dir: str | Path | None = None, jobs: in
 
     ``notebooks`` and ``from_run`` override the spec's. A failing point does not stop the others.
     """
-    selected = cli.select_notebooks(notebooks or spec.notebooks)
+    selected = runner.select_notebooks(notebooks or spec.notebooks)
     from_run = from_run or spec.from_run
     from_run = str(Path(from_run).resolve()) if from_run else None
     if from_run and not (Path(from_run) / "metrics.json").is_file():
@@ -217,7 +217,7 @@ def run_sweep(spec: SweepSpec, runs_root_dir: str | Path | None = None, jobs: in
     results: dict[str, PointResult] = {}
     todo = []
     for name, point in plan_points(spec):
-        parameters = cli.build_parameters(spec.profile, {**spec.set, **point}, selected)
+        parameters = runner.build_parameters(spec.profile, {**spec.set, **point}, selected)
         folder = sweep_dir / name
         if folder.exists():
             record = read_run_record(folder)
@@ -265,8 +265,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _execute_point(argv: list[str]) -> int:
-    """``python -m reprank.sweep RUN_DIR``: execute a run folder that :func:`reprank.cli.start_run` prepared."""
-    record = cli.execute_run(argv[0], progress=False)
+    """``python -m reprank.sweep RUN_DIR``: execute a run folder that :func:`reprank.runner.start_run` prepared."""
+    record = runner.execute_run(argv[0], progress=False)
     if record["status"] != "done":
         print(f"[reprank] FAILED: {record['failure']['summary']}", file=sys.stderr, flush=True)
         return 1

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from reprank import evaluate, evaluate_command, models
+from reprank import cli, evaluate, evaluate_command, models
 from reprank.data import DataError
 from reprank.errors import UserError
 
@@ -145,5 +145,6 @@ def test_evaluate_command_on_a_text_file(tmp_path, default_model, capsys):
     rows = [json.loads(l) for l in (out / "responses.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["response"] for r in rows)
     assert json.loads((out / "summary.json").read_text())["n_harmful"] == 2
-    with pytest.raises(UserError, match="never overwrite"):
-        evaluate_command.cmd_evaluate(evaluate_args(prompts, output=str(out)))
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--prompts", str(prompts), "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"reprank: error: {out} exists and is not an empty folder; evaluate never overwrites: pick a new --output"

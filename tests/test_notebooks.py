@@ -4,9 +4,11 @@ The assertions read the notebook's own metrics.json: a notebook that runs but le
 A failed execution keeps the partly executed notebook in the test's temporary folder for inspection.
 """
 
+import json
+
 import pytest
 
-from reprank import cli, runs
+from reprank import registry, runner, runs
 
 pytestmark = pytest.mark.notebook
 
@@ -20,8 +22,8 @@ def run_dir(tmp_path_factory):
 
 
 def execute(name, run_dir, **overrides):
-    notebook = next(nb for nb in cli.list_notebooks() if nb.name.startswith(name))
-    cli.execute_series([notebook], {**SMALL, **overrides}, run_dir, progress=False)
+    notebook = next(nb for nb in runner.list_notebooks() if nb.name.startswith(name))
+    runner.execute_series([notebook], {**SMALL, **overrides}, run_dir, progress=False)
     return runs.read_metrics(run_dir)
 
 
@@ -67,22 +69,31 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     shift = metrics["distribution_shift"]
     assert -1 <= shift["rank_correlation_same_candidates"] <= 1
     assert (run_dir / metrics["pairs_path"]).is_file()
+    assert registry.artifact(run_dir, "reranked_pairs") == run_dir / metrics["pairs_path"]
+    # Notebook 04 reads how 03 sampled and paired from here, never restating it.
+    sampling = json.loads(registry.artifact(run_dir, "sampling").read_text())
+    assert set(registry.SAMPLING_KEYS) <= set(sampling) and sampling["samples_per_prompt"] == 4
     assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
 
 
 def test_notebook_02_runs_alone(tmp_path):
-    # A fresh folder: notebook 02 must rebuild notebook 01's artifacts itself.
-    metrics = execute("02", tmp_path, n_harmful=12, n_benign=12, n_human=100)
+    # A fresh folder: notebook 02 rebuilds notebook 01 itself, with the parameters recorded in run.json.
+    recorded = {**SMALL, "n_harmful": 12, "n_benign": 12, "n_human": 100}
+    runner.start_run(tmp_path, "cpu", recorded, runner.select_notebooks(["02"]))
+    assert runner.execute_run(tmp_path, progress=False)["status"] == "done"
+    metrics = runs.read_metrics(tmp_path)
     assert "01_probing" in metrics and "02_confidence" in metrics
+    executed = json.loads((tmp_path / "01_probing_safety_representations.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["n_harmful"] == 12
 
 
 SMALL_ALIGN = {"methods": ["dpo", "confidence"], "ablations": ["harmful_only"], "online_rounds": 2, "best_of_n": 2,
-               "train_steps": 12, "eval_every": 6, "n_eval_harmful": 20, "n_eval_benign": 10,
+               "max_steps": 12, "eval_every": 6, "n_eval_harmful": 20, "n_eval_benign": 10,
                "eval_max_new_tokens": 32}
 
 
 def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
-    metrics = execute("04", run_dir, **SMALL_RERANK, **SMALL_ALIGN)["04_alignment"]
+    metrics = execute("04", run_dir, **SMALL_ALIGN)["04_alignment"]
     results = metrics["results"]
     assert metrics["n_eval_harmful"] == 20 and metrics["n_eval_benign"] == 10
     # Behaviour, not just a run: after training on re-ranked pairs, more held-out harmful prompts get a safe answer.
@@ -98,23 +109,8 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     for figure in ("04_training_curves", "04_safety_and_over_refusal", "04_tradeoff", "04_compute"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "confidence" / "adapter_config.json").is_file()
+    # Trained on notebook 03's saved pairs, with 03's sampling settings.
+    saved = registry.artifact(run_dir, "reranked_pairs").read_text().splitlines()
+    assert metrics["n_pairs"] == len(saved)
+    assert metrics["settings"]["sampling_03"] == json.loads(registry.artifact(run_dir, "sampling").read_text())
 
-
-def test_sweep_of_notebook_04_method_by_seed_and_its_report(run_dir, tmp_path):
-    """The 2 x 2 sweep (method x seed) of step 04 at smoke size, started from this module's run, and its report."""
-    import yaml
-
-    from test_sweep import check_sweep_and_report
-
-    spec = yaml.safe_load((runs.repo_root() / "profiles" / "sweeps" / "smoke-method-seed.yaml").read_text())
-    assert spec["grid"] == {"methods": ["dpo", "confidence"], "seed": [0, 1]}
-    # Tinier still than smoke: the sweep machinery is under test here, not the training.
-    spec["set"] |= {"train_steps": 3, "eval_every": 0, "n_eval_harmful": 6, "n_eval_benign": 4,
-                    "eval_max_new_tokens": 16}
-    path = tmp_path / "smoke-method-seed.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    results, report_dir, stats = check_sweep_and_report(path, tmp_path / "runs", from_run=run_dir)
-    assert len(results) == 4
-    safe = stats[stats.metric.str.endswith("safe_rate") & stats.metric.str.contains("<methods>")]
-    assert sorted(safe.methods.astype(str).unique()) == ["confidence", "dpo"]
-    assert (report_dir / "report.html").is_file()

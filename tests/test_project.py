@@ -9,7 +9,8 @@ import pytest
 import tomllib
 import yaml
 
-from reprank import cli, runs
+from reprank import parameters, runs
+from reprank.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -74,7 +75,7 @@ def test_notebook_hygiene(notebook):
 
 @pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_profile_key_is_a_notebook_parameter(profile):
-    declared = set().union(*(cli.declared_parameters(nb) for nb in NOTEBOOKS))
+    declared = set().union(*(parameters.declared_parameters(nb) for nb in NOTEBOOKS))
     keys = set(yaml.safe_load(profile.read_text()))
     assert keys and keys <= declared, keys - declared
 
@@ -92,12 +93,12 @@ def test_metrics_sections_are_merged(tmp_path):
 
 
 def test_cli_overrides_keep_types_and_reject_unknown_profiles():
-    assert cli.parse_overrides(["seed=3", "rm_lr=0.01", "layers=[1, 2]", "model_id=Qwen/x"]) == {
+    assert parameters.parse_overrides(["seed=3", "rm_lr=0.01", "layers=[1, 2]", "model_id=Qwen/x"]) == {
         "seed": 3, "rm_lr": 0.01, "layers": [1, 2], "model_id": "Qwen/x"}
-    with pytest.raises(SystemExit, match="key=value"):
-        cli.parse_overrides(["seed"])
-    with pytest.raises(SystemExit, match="Unknown profile"):
-        cli.load_profile("no-such-profile")
+    with pytest.raises(UserError, match="key=value"):
+        parameters.parse_overrides(["seed"])
+    with pytest.raises(UserError, match="Unknown profile"):
+        parameters.load_profile("no-such-profile")
 
 
 @pytest.mark.parametrize("spec_path", sorted((ROOT / "profiles" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
@@ -105,10 +106,10 @@ def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path
     from reprank import sweep
 
     spec = sweep.load_spec(spec_path)
-    cli.load_profile(spec.profile)
+    parameters.load_profile(spec.profile)
     selected = [nb for nb in NOTEBOOKS if not spec.notebooks or any(nb.name.startswith(p) for p in spec.notebooks)]
     assert selected, f"{spec.notebooks} matches no notebook"
-    declared = set().union(*(cli.declared_parameters(nb) for nb in selected))
+    declared = set().union(*(parameters.declared_parameters(nb) for nb in selected))
     keys = set(spec.set) | set(spec.grid)
     assert keys and keys <= declared, keys - declared
     assert len(sweep.plan_points(spec)) == len(sweep.expand_grid(spec.grid)) > 1

@@ -1,0 +1,180 @@
+"""The runner (``reprank run``): parameter checks before anything runs, one-line user errors, interrupted
+runs, the registry of artifacts. On the tiny fake notebooks of tests/fixtures, and the real notebooks'
+parameters cells (read, never executed here)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from reprank import cli, parameters, registry, runner
+from reprank.errors import UserError
+from reprank.runs import read_metrics, read_run_record, update_metrics
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FAKE_PROFILE = str(FIXTURES / "fake-profile.yaml")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fake_notebooks(monkeypatch):
+    monkeypatch.setenv("REPRANK_NOTEBOOKS", str(FIXTURES / "notebooks"))
+    monkeypatch.delenv("FAKE_NOTEBOOK_FIXED", raising=False)
+
+
+def run_cli(capsys, *argv):
+    capsys.readouterr()
+    status = cli.main(list(argv))
+    return status, capsys.readouterr().err
+
+
+def test_a_wrong_type_is_one_line_exit_2_and_no_run_folder(tmp_path, fake_notebooks, capsys):
+    root = tmp_path / "runs"
+    status, err = run_cli(capsys, "run", "--profile", FAKE_PROFILE, "--set", "seed=abc", "--runs-root", str(root))
+    assert status == 2
+    assert err == "reprank: error: --set seed=abc: seed must be an integer (notebook 01 declares seed = 0)\n"
+    assert not root.exists()
+    # --debug shows the traceback instead.
+    with pytest.raises(UserError, match="seed must be an integer"):
+        cli.main(["--debug", "run", "--profile", FAKE_PROFILE, "--set", "seed=abc", "--runs-root", str(root)])
+    assert not root.exists()
+
+
+def test_the_real_notebooks_parameter_types():
+    every = parameters.list_notebooks()
+    check = lambda overrides, only=None: parameters.build_parameters(
+        "cpu", overrides, parameters.select_notebooks(only) if only else every)
+    with pytest.raises(UserError, match=r"^--set seed=abc: seed must be an integer \(notebook 01 declares seed = 0\)$"):
+        check({"seed": "abc"})
+    assert check({"rm_lr": 1})["rm_lr"] == 1  # an int where a float is declared is fine
+    assert parameters.parse_overrides(["rm_lr=5e-4"]) == {"rm_lr": 0.0005}  # YAML 1.1 would say "5e-4"
+    assert check({"layers": [1, 2]})["layers"] == [1, 2]  # "all" or a list
+    assert check({"methods": "dpo"}, ["04"])["methods"] == "dpo"  # a sweep passes one method
+    assert check({"methods": ["dpo", "ipo"]}, ["04"])["methods"] == ["dpo", "ipo"]
+    with pytest.raises(UserError, match="ablations must be a list"):
+        check({"ablations": "no_nll"}, ["04"])
+    with pytest.raises(UserError, match="beta must be a number"):
+        check({"beta": True}, ["04"])
+    with pytest.raises(UserError, match="max_steps is not a parameter of any selected notebook.*01"):
+        check({"max_steps": 3}, ["01"])
+    # Notebook 04's training parameters carry TRL DPOConfig's names.
+    declared = parameters.declared_parameters(parameters.select_notebooks(["04"])[0])
+    assert {"max_steps", "per_device_train_batch_size", "learning_rate", "beta", "max_length"} <= declared
+    assert not {"train_steps", "train_batch_size", "pairing", "sample_temperature"} & declared
+
+
+def test_an_unknown_parameter_is_named_with_close_matches(tmp_path, fake_notebooks, capsys):
+    status, err = run_cli(capsys, "run", "--profile", FAKE_PROFILE, "--set", "sede=1", "--runs-root", str(tmp_path))
+    assert status == 2 and err.count("\n") == 1
+    assert "--set sede=1: sede is not a parameter of any selected notebook" in err and "did you mean seed" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_profile_keys_are_checked_the_same_way(tmp_path, fake_notebooks, capsys):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"method": "a", "scale": "big"}))
+    status, err = run_cli(capsys, "run", "--profile", str(profile), "--runs-root", str(tmp_path / "runs"))
+    assert status == 2
+    assert err == f"reprank: error: profile '{profile}': scale must be a number (notebook 01 declares scale = 1.0)\n"
+    profile.write_text(yaml.safe_dump({"methd": "a"}))
+    status, err = run_cli(capsys, "run", "--profile", str(profile), "--runs-root", str(tmp_path / "runs"))
+    assert status == 2 and "methd is not a parameter of any notebook; did you mean method?" in err
+    assert not (tmp_path / "runs").exists()
+    status, err = run_cli(capsys, "run", "--profile", "no-such-profile")
+    assert status == 2 and err.startswith("reprank: error: Unknown profile 'no-such-profile'")
+
+
+def test_ensure_step_rebuilds_with_the_parameters_recorded_in_run_json(tmp_path, fake_notebooks):
+    recorded = {"method": "b", "seed": 0, "scale": 2.0, "factor": 10}
+    runner.start_run(tmp_path, "fake", recorded, parameters.select_notebooks(["02"]))
+    record = runner.execute_run(tmp_path, progress=False)
+    assert record["status"] == "done", record.get("failure")
+    metrics = read_metrics(tmp_path)
+    assert metrics["fake"]["score"] == pytest.approx(4.0)  # 01 ran with the recorded scale 2 and method b
+    assert metrics["fake2"]["score"] == pytest.approx(40.0)
+
+
+def _our_kernels(token):
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "ipykernel_launcher" in " ".join(process.info["cmdline"] or []) and \
+                    process.environ().get("REPRANK_TEST_TOKEN") == token:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_sigterm_marks_the_run_interrupted_and_leaves_no_kernel(tmp_path):
+    token = uuid.uuid4().hex
+    env = dict(os.environ, REPRANK_NOTEBOOKS=str(FIXTURES / "sleeping"), REPRANK_TEST_TOKEN=token,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reprank", "run", "--profile", str(FIXTURES / "sleeping" / "sleep-profile.yaml"),
+         "--runs-root", str(tmp_path), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not _our_kernels(token) or not list(tmp_path.glob("*/01_sleep.ipynb")):
+        assert process.poll() is None and time.monotonic() < deadline, "the kernel never started"
+        time.sleep(0.5)
+    time.sleep(3)  # the kernel is in the sleeping cell
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    (run_dir,) = tmp_path.iterdir()
+    record = read_run_record(run_dir)
+    assert record["status"] == "interrupted"
+    assert record["interrupted"]["signal"] == "SIGTERM" and record["interrupted"]["notebook"] == "01_sleep.ipynb"
+    assert record["interrupted"]["cell_first_line"] == "import time"
+    assert "interrupted by SIGTERM" in err
+    # No kernel left behind, and none ran over unencrypted TCP.
+    deadline = time.monotonic() + 10
+    while _our_kernels(token) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _our_kernels(token)
+    assert "without encryption" not in out + err
+
+
+def test_registry_paths(tmp_path):
+    assert registry.artifact(tmp_path, "reranked_pairs") == tmp_path / "artifacts" / "reranked_pairs.jsonl"
+    assert registry.artifact(tmp_path, "sampling") == tmp_path / "artifacts" / "sampling.json"
+    assert registry.step("03").section == "03_reranking"
+    # A file already there is never overwritten: a new name, which the step records in its metrics ...
+    first = registry.new_artifact_path(tmp_path, "reranked_pairs")
+    first.write_text("{}\n")
+    second = registry.new_artifact_path(tmp_path, "reranked_pairs")
+    assert second != first and second.name.startswith("reranked_pairs-") and second.suffix == ".jsonl"
+    update_metrics(tmp_path, "03_reranking", {"pairs_path": registry.relative(tmp_path, second)})
+    # ... and the registry resolves through that record.
+    assert registry.artifact(tmp_path, "reranked_pairs") == tmp_path / second.relative_to(tmp_path)
+    with pytest.raises(KeyError, match="unknown artifact"):
+        registry.artifact(tmp_path, "nope")
+    assert [step.notebook for step in registry.STEPS.values()] == [nb.name for nb in sorted(
+        (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_name_artifacts_through_the_registry(notebook):
+    code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+    for artifact in registry.ARTIFACTS.values():
+        assert artifact.filename not in code, f"{notebook.name} types {artifact.filename}"
+    assert "reprank import cli" not in code and "cli." not in code
+
+
+def test_no_import_cycles_and_small_modules():
+    probe = ("import sys, reprank.runner, reprank.sweep, reprank.report, reprank.parameters, reprank.registry; "
+             "assert 'reprank.cli' not in sys.modules, 'something imports the CLI'")
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT,
+                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    lines = {path.name: len(path.read_text().splitlines()) for path in (ROOT / "reprank").glob("*.py")}
+    assert lines["cli.py"] < 150
+    for name in ("runner.py", "parameters.py", "registry.py", "sweep.py", "report.py"):
+        assert lines[name] < 300, (name, lines[name])
