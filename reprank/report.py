@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import new_run_dir, read_metrics, read_run_record, run_finished
-from .sweep import ASIDE
+from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
 DEFAULT_PATTERNS = ("safe_rate", "over_refusal")
 SCALARS = (str, int, float, bool, type(None))
@@ -43,7 +42,7 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
             children = sorted(c for c in path.iterdir() if c.is_dir() and (c / "run.json").is_file())
             for child in children:
                 record = read_run_record(child)
-                if ASIDE.search(child.name):
+                if MOVED_ASIDE.search(child.name):
                     left_out.append(f"{child}: an earlier attempt, moved aside by a rerun of the sweep")
                 elif not run_finished(record):
                     left_out.append(f"{child}: not finished (status {record.get('status')!r})")
