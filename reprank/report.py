@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserError
+from .fileio import atomic_write_text, new_output_folder
 from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
 DEFAULT_PATTERNS = ("safe_rate", "over_refusal")
@@ -49,12 +51,12 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
                 else:
                     found.append(child)
             if not children:
-                raise SystemExit(f"{path} holds no run folders (no run.json in it or its subfolders)")
+                raise UserError(f"{path} holds no run folders (no run.json in it or its subfolders)")
         else:
-            raise SystemExit(f"No run or sweep folder at {path}")
+            raise UserError(f"No run or sweep folder at {path}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise SystemExit("No finished runs to report on")
+        raise UserError("No finished runs to report on")
     return unique, left_out
 
 
@@ -132,7 +134,7 @@ def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str]
         for wanted in requested:
             matches = [m for m in numeric if m == wanted] or [m for m in numeric if wanted in m]
             if not matches:
-                raise SystemExit(f"--metric {wanted}: no numeric metric matches; there are {numeric}")
+                raise UserError(f"--metric {wanted}: no numeric metric matches; there are {numeric}")
             chosen += [m for m in matches if m not in chosen]
         return chosen
     chosen = [m for m in numeric if any(p in m for p in DEFAULT_PATTERNS)]
@@ -236,16 +238,6 @@ def _html(table, stats, group_by, metrics, figures, run_dirs, left_out, inputs) 
             f"</head><body>{''.join(parts)}</body></html>\n")
 
 
-def _new_output(output: str | Path | None) -> Path:
-    if output is None:
-        return new_run_dir(prefix="report-")
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"{out} exists and is not empty; reports never overwrite: pick a new --output")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def make_report(paths: list[str | Path], output: str | Path | None = None, metrics: list[str] | None = None) -> Path:
     """Write runs.csv, aggregate.csv, figures/ and report.html for the runs behind ``paths``; returns the folder."""
     run_dirs, left_out = collect_runs(paths)
@@ -254,15 +246,15 @@ def make_report(paths: list[str | Path], output: str | Path | None = None, metri
     table[group_by] = table[group_by].astype(object).where(table[group_by].notna(), "(unset)")
     numeric = numeric_metrics(table, metric_names)
     if not numeric:
-        raise SystemExit("The runs have no numeric metrics to compare")
+        raise UserError("The runs have no numeric metrics to compare")
     chosen = choose_metrics(numeric, table, metrics)
     stats = aggregate(table, group_by, numeric)
-    out = _new_output(output)
+    out = new_run_dir(prefix="report-") if output is None else new_output_folder(output, "a report")
     table.to_csv(out / "runs.csv", index=False)
     stats.to_csv(out / "aggregate.csv", index=False)
     figures = [plot_metric(table, group_by, m, out / "figures" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m)}.png")
                for m in chosen]
-    (out / "report.html").write_text(_html(table, stats, group_by, chosen, figures, run_dirs, left_out, paths))
+    atomic_write_text(out / "report.html", _html(table, stats, group_by, chosen, figures, run_dirs, left_out, paths))
     for line in left_out:
         print(f"[report] note: {line}")
     print(f"[report] {len(run_dirs)} runs, grouped by {group_by or 'nothing'}; {out / 'report.html'}")

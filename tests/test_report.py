@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from reprank import cli, report
+from reprank.errors import UserError
 from reprank.runs import write_run_record
 
 SAFE = {("dpo", 0): 0.50, ("dpo", 1): 0.60, ("dpo", 2): 0.70,
@@ -97,9 +98,9 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
     assert [p.name for p in (first / "figures").iterdir()] == ["04_align.nested.steps.png"]
     assert sorted(p.name for p in (second / "figures").iterdir()) == [
         "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png"]
-    with pytest.raises(SystemExit, match="never overwrite"):
+    with pytest.raises(UserError, match="never overwrite"):
         report.make_report([sweep_dir], first)
-    with pytest.raises(SystemExit, match="no numeric metric matches"):
+    with pytest.raises(UserError, match="no numeric metric matches"):
         report.make_report([sweep_dir], tmp_path / "r3", metrics=["nope"])
-    with pytest.raises(SystemExit, match="No run or sweep folder"):
+    with pytest.raises(UserError, match="No run or sweep folder"):
         report.make_report([tmp_path / "missing"], tmp_path / "r4")
