@@ -6,7 +6,8 @@ parameters in its ``run.json``; a sweep folder stands for its finished points. W
 - ``runs.csv``: one row per run: its parameters and every metric (see :func:`load_table` for ``<parameter>``
   in metric names);
 - ``aggregate.csv``: one row per (group, metric), where a group is one combination of the parameters that
-  vary across the runs other than ``seed``: mean, std (sample, ddof 1) and n over the seeds;
+  vary across the runs other than ``seed``: mean, std (sample, ddof 1), n and a 95% interval for the mean
+  over the seeds (Student t: mean ± t(0.975, n-1)·std/√n; none for n = 1);
 - ``figures/<metric>.png``: a bar per group (mean, error bar one std) with the seeds as dots;
 - ``report.html``: all of it in one file that opens offline (figures inlined), with each run's parameters,
   git commit and package versions.
@@ -118,11 +119,19 @@ def numeric_metrics(table: pd.DataFrame, metrics: list[str]) -> list[str]:
 
 
 def aggregate(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean, std (ddof 1; empty for n = 1) and n of each metric within each group of ``group_by`` values."""
+    """Mean, std (ddof 1), n and the 95% t-interval of the mean (``ci95_low``, ``ci95_high``) of each metric
+    within each group of ``group_by`` values; std and interval are empty for n = 1.
+
+    A t-interval, not mean ± 1.96·std/√n: with a handful of seeds the normal one is far too narrow.
+    """
+    from scipy import stats as scipy_stats
+
     long = table.melt(id_vars=["run", *group_by], value_vars=metrics, var_name="metric").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
     stats = long.groupby([*group_by, "metric"], sort=False, dropna=False)["value"].agg(["mean", "std", "count"])
-    return stats.rename(columns={"count": "n"}).reset_index()
+    stats = stats.rename(columns={"count": "n"}).reset_index()
+    half = scipy_stats.t.ppf(0.975, (stats.n - 1).where(stats.n > 1)) * stats["std"] / stats.n ** 0.5
+    return stats.assign(ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half)
 
 
 def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str] | None = None,
@@ -169,10 +178,12 @@ def plot_metric(table: pd.DataFrame, group_by: list[str], metric: str, path: Pat
 
 
 def _summary_table(stats: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Groups × chosen metrics, each cell ``mean ± std (n)``."""
+    """Groups × chosen metrics, each cell ``mean ± std (n=…, 95% CI low–high)``; n = 1 gives ``mean (n=1)``."""
     chosen = stats[stats.metric.isin(metrics)].copy()
-    chosen["cell"] = [f"{m:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}") + f" (n={n})"
-                      for m, s, n in zip(chosen["mean"], chosen["std"], chosen["n"])]
+    chosen["cell"] = [f"{m:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}") + f" (n={n}"
+                      + ("" if pd.isna(lo) else f", 95% CI {lo:.3g}–{hi:.3g}") + ")"
+                      for m, s, n, lo, hi in zip(chosen["mean"], chosen["std"], chosen["n"], chosen.ci95_low,
+                                                 chosen.ci95_high)]
     index = group_by or None
     if index is None:
         chosen["group"] = "all runs"
@@ -221,7 +232,8 @@ def _html(table, stats, group_by, metrics, figures, run_dirs, left_out, inputs) 
         "(the parameters that vary across the runs, except <code>seed</code>); spread over the rest.</p>",
         "".join(f"<p>In metric names, <code>&lt;{html.escape(p)}&gt;</code> stands for each run's own value of "
                 f"<code>{html.escape(p)}</code>.</p>" for p in params if any(f"<{p}>" in m for m in table.columns)),
-        "<h2>Summary: mean ± std (n)</h2>", _summary_table(stats, group_by, metrics).to_html(),
+        "<h2>Summary: mean ± std (n, 95% CI of the mean over seeds)</h2>",
+        _summary_table(stats, group_by, metrics).to_html(),
         "<h2>Figures</h2>", "".join(_img(f) for f in figures),
         "<h2>Runs</h2>", table[shown].to_html(index=False, float_format=float_format, na_rep=""),
         "<details><summary>Every metric, aggregated (aggregate.csv)</summary>",
