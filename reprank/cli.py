@@ -313,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--from-run", default=None, metavar="DIR", help="overrides the spec's from_run")
     sweep.add_argument("--executor", default="local", help="where points run, via submitit: local (default) or slurm")
     sweep.add_argument("--partition", default=None, help="slurm: the partition to submit to")
-    sweep.add_argument("--time", type=int, default=None, metavar="MINUTES", help="time limit of each point")
-    sweep.add_argument("--gpus-per-node", type=int, default=None, help="slurm: GPUs for each point")
+    sweep.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                       help="time limit of each point (local default: a week)")
+    sweep.add_argument("--gpus-per-node", type=int, default=None,
+                       help="GPUs for each point (local default: the GPUs `reprank run` would see)")
     sweep.add_argument("--cpus-per-task", type=int, default=None, help="slurm: CPUs for each point")
     sweep.add_argument("--mem-gb", type=float, default=None, help="slurm: memory for each point, in GB")
     sweep.add_argument("--max-parallel", type=int, default=None,
