@@ -6,7 +6,8 @@ parameters in its ``run.json``; a sweep folder stands for its finished points. W
 - ``runs.csv``: one row per run: its parameters and every metric (see :func:`load_table` for ``<parameter>``
   in metric names);
 - ``aggregate.csv``: one row per (group, metric), where a group is one combination of the parameters that
-  vary across the runs other than ``seed``: mean, std (sample, ddof 1) and n over the seeds;
+  vary across the runs other than ``seed``: mean, std (sample, ddof 1), n and a 95% interval for the mean
+  over the seeds (Student t: mean ± t(0.975, n-1)·std/√n; none for n = 1);
 - ``figures/<metric>.png``: a bar per group (mean, error bar one std) with the seeds as dots;
 - ``report.html``: all of it in one file that opens offline (figures inlined), with each run's parameters,
   git commit and package versions.
@@ -24,8 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runs import new_run_dir, read_metrics, read_run_record, run_finished
-from .sweep import ASIDE
+from .errors import UserError
+from .fileio import atomic_write_text, new_output_folder
+from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
 DEFAULT_PATTERNS = ("safe_rate", "over_refusal")
 SCALARS = (str, int, float, bool, type(None))
@@ -43,19 +45,19 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
             children = sorted(c for c in path.iterdir() if c.is_dir() and (c / "run.json").is_file())
             for child in children:
                 record = read_run_record(child)
-                if ASIDE.search(child.name):
+                if MOVED_ASIDE.search(child.name):
                     left_out.append(f"{child}: an earlier attempt, moved aside by a rerun of the sweep")
                 elif not run_finished(record):
                     left_out.append(f"{child}: not finished (status {record.get('status')!r})")
                 else:
                     found.append(child)
             if not children:
-                raise SystemExit(f"{path} holds no run folders (no run.json in it or its subfolders)")
+                raise UserError(f"{path} holds no run folders (no run.json in it or its subfolders)")
         else:
-            raise SystemExit(f"No run or sweep folder at {path}")
+            raise UserError(f"No run or sweep folder at {path}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise SystemExit("No finished runs to report on")
+        raise UserError("No finished runs to report on")
     return unique, left_out
 
 
@@ -117,11 +119,19 @@ def numeric_metrics(table: pd.DataFrame, metrics: list[str]) -> list[str]:
 
 
 def aggregate(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean, std (ddof 1; empty for n = 1) and n of each metric within each group of ``group_by`` values."""
+    """Mean, std (ddof 1), n and the 95% t-interval of the mean (``ci95_low``, ``ci95_high``) of each metric
+    within each group of ``group_by`` values; std and interval are empty for n = 1.
+
+    A t-interval, not mean ± 1.96·std/√n: with a handful of seeds the normal one is far too narrow.
+    """
+    from scipy import stats as scipy_stats
+
     long = table.melt(id_vars=["run", *group_by], value_vars=metrics, var_name="metric").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
     stats = long.groupby([*group_by, "metric"], sort=False, dropna=False)["value"].agg(["mean", "std", "count"])
-    return stats.rename(columns={"count": "n"}).reset_index()
+    stats = stats.rename(columns={"count": "n"}).reset_index()
+    half = scipy_stats.t.ppf(0.975, (stats.n - 1).where(stats.n > 1)) * stats["std"] / stats.n ** 0.5
+    return stats.assign(ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half)
 
 
 def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str] | None = None,
@@ -133,7 +143,7 @@ def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str]
         for wanted in requested:
             matches = [m for m in numeric if m == wanted] or [m for m in numeric if wanted in m]
             if not matches:
-                raise SystemExit(f"--metric {wanted}: no numeric metric matches; there are {numeric}")
+                raise UserError(f"--metric {wanted}: no numeric metric matches; there are {numeric}")
             chosen += [m for m in matches if m not in chosen]
         return chosen
     chosen = [m for m in numeric if any(p in m for p in DEFAULT_PATTERNS)]
@@ -168,10 +178,12 @@ def plot_metric(table: pd.DataFrame, group_by: list[str], metric: str, path: Pat
 
 
 def _summary_table(stats: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Groups × chosen metrics, each cell ``mean ± std (n)``."""
+    """Groups × chosen metrics, each cell ``mean ± std (n=…, 95% CI low–high)``; n = 1 gives ``mean (n=1)``."""
     chosen = stats[stats.metric.isin(metrics)].copy()
-    chosen["cell"] = [f"{m:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}") + f" (n={n})"
-                      for m, s, n in zip(chosen["mean"], chosen["std"], chosen["n"])]
+    chosen["cell"] = [f"{m:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}") + f" (n={n}"
+                      + ("" if pd.isna(lo) else f", 95% CI {lo:.3g}–{hi:.3g}") + ")"
+                      for m, s, n, lo, hi in zip(chosen["mean"], chosen["std"], chosen["n"], chosen.ci95_low,
+                                                 chosen.ci95_high)]
     index = group_by or None
     if index is None:
         chosen["group"] = "all runs"
@@ -220,7 +232,8 @@ def _html(table, stats, group_by, metrics, figures, run_dirs, left_out, inputs) 
         "(the parameters that vary across the runs, except <code>seed</code>); spread over the rest.</p>",
         "".join(f"<p>In metric names, <code>&lt;{html.escape(p)}&gt;</code> stands for each run's own value of "
                 f"<code>{html.escape(p)}</code>.</p>" for p in params if any(f"<{p}>" in m for m in table.columns)),
-        "<h2>Summary: mean ± std (n)</h2>", _summary_table(stats, group_by, metrics).to_html(),
+        "<h2>Summary: mean ± std (n, 95% CI of the mean over seeds)</h2>",
+        _summary_table(stats, group_by, metrics).to_html(),
         "<h2>Figures</h2>", "".join(_img(f) for f in figures),
         "<h2>Runs</h2>", table[shown].to_html(index=False, float_format=float_format, na_rep=""),
         "<details><summary>Every metric, aggregated (aggregate.csv)</summary>",
@@ -237,16 +250,6 @@ def _html(table, stats, group_by, metrics, figures, run_dirs, left_out, inputs) 
             f"</head><body>{''.join(parts)}</body></html>\n")
 
 
-def _new_output(output: str | Path | None) -> Path:
-    if output is None:
-        return new_run_dir(prefix="report-")
-    out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"{out} exists and is not empty; reports never overwrite: pick a new --output")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def make_report(paths: list[str | Path], output: str | Path | None = None, metrics: list[str] | None = None) -> Path:
     """Write runs.csv, aggregate.csv, figures/ and report.html for the runs behind ``paths``; returns the folder."""
     run_dirs, left_out = collect_runs(paths)
@@ -255,15 +258,15 @@ def make_report(paths: list[str | Path], output: str | Path | None = None, metri
     table[group_by] = table[group_by].astype(object).where(table[group_by].notna(), "(unset)")
     numeric = numeric_metrics(table, metric_names)
     if not numeric:
-        raise SystemExit("The runs have no numeric metrics to compare")
+        raise UserError("The runs have no numeric metrics to compare")
     chosen = choose_metrics(numeric, table, metrics)
     stats = aggregate(table, group_by, numeric)
-    out = _new_output(output)
+    out = new_run_dir(prefix="report-") if output is None else new_output_folder(output, "a report")
     table.to_csv(out / "runs.csv", index=False)
     stats.to_csv(out / "aggregate.csv", index=False)
     figures = [plot_metric(table, group_by, m, out / "figures" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m)}.png")
                for m in chosen]
-    (out / "report.html").write_text(_html(table, stats, group_by, chosen, figures, run_dirs, left_out, paths))
+    atomic_write_text(out / "report.html", _html(table, stats, group_by, chosen, figures, run_dirs, left_out, paths))
     for line in left_out:
         print(f"[report] note: {line}")
     print(f"[report] {len(run_dirs)} runs, grouped by {group_by or 'nothing'}; {out / 'report.html'}")

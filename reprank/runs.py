@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -97,6 +98,11 @@ def write_run_record(run_dir: str | Path, record: dict) -> Path:
     tmp.write_text(json.dumps(_to_jsonable(record), indent=2))
     tmp.replace(path)
     return path
+
+
+# A run folder that a rerun of its sweep renamed, ``<point>.<why>-<YYYYmmdd-HHMMSS>[-n]``: an earlier attempt.
+# Here, not in sweep.py, so that reports can tell such folders without importing the sweep machinery.
+MOVED_ASIDE = re.compile(r"\.(failed|incomplete|stale)-\d{8}-\d{6}(-\d+)?$")
 
 
 def run_finished(record: dict) -> bool:

@@ -16,8 +16,10 @@ are read from the current folder.
 
 Layout: point ``{method: dpo, seed: 1}`` runs into ``<runs-root>/<sweep name>/method=dpo,seed=1/``, an
 ordinary run folder whose ``run.json`` also records the sweep (spec and grid point) and, where used, the run
-its results were copied from. Points run one after another, or ``jobs`` at once; each is a separate
-``python -m reprank.sweep RUN_DIR`` process whose output goes to ``sweep.log`` in its folder.
+its results were copied from. Each point is one submitit job (:mod:`reprank.sweep_jobs`): with
+``--executor local`` (default) a process on this machine, ``--jobs`` at once; with ``--executor slurm`` a task
+of one SLURM job array (``--partition``, ``--time``, ``--gpus-per-node``, ...). The jobs' stdout and stderr
+are in ``<sweep>/.submitit/<job id>/``; ``sweep.json`` lists every point's status, job id and log.
 
 Rerunning a sweep skips every point whose folder holds a finished run (``run.json`` status "done") with the
 same profile, parameters, notebooks and ``from_run``. Any other point folder is never overwritten: it is moved
@@ -32,24 +34,20 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from . import runner
+from .errors import UserError
+from .fileio import atomic_write_json, read_text
 from .runs import read_run_record, run_finished, runs_root, write_run_record
+from .sweep_jobs import SLURM_ONLY, ExecutorOptions, make_executor, run_jobs
 
 SPEC_KEYS = {"name", "description", "profile", "notebooks", "set", "grid", "from_run"}
-ASIDE = re.compile(r"\.(failed|incomplete|stale)-\d{8}-\d{6}(-\d+)?$")
 
 
 @dataclass
@@ -71,26 +69,31 @@ class PointResult:
     seconds: float
     folder: str
     detail: str = ""
+    log: str = ""  # the job's stdout in <sweep>/.submitit/ (stderr beside it)
+    job_id: str = ""
 
 
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"No sweep spec at {path}")
-    values = yaml.safe_load(path.read_text()) or {}
+        raise UserError(f"No sweep spec at {path}")
+    try:
+        values = yaml.safe_load(read_text(path)) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(values, dict):
-        raise SystemExit(f"{path}: a sweep spec is a mapping (profile, notebooks, set, grid, from_run)")
+        raise UserError(f"{path}: a sweep spec is a mapping (profile, notebooks, set, grid, from_run)")
     unknown = set(values) - SPEC_KEYS
     if unknown:
-        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; a sweep spec has {sorted(SPEC_KEYS)}")
+        raise UserError(f"{path}: unknown keys {sorted(unknown)}; a sweep spec has {sorted(SPEC_KEYS)}")
     grid = values.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise SystemExit(f"{path}: grid must map each parameter to a non-empty list of values")
+        raise UserError(f"{path}: grid must map each parameter to a non-empty list of values")
     if not isinstance(values.get("set") or {}, dict):
-        raise SystemExit(f"{path}: set must be a mapping of parameters to values")
+        raise UserError(f"{path}: set must be a mapping of parameters to values")
     overlap = set(grid) & set(values.get("set") or {})
     if overlap:
-        raise SystemExit(f"{path}: {sorted(overlap)} are both in set and in grid")
+        raise UserError(f"{path}: {sorted(overlap)} are both in set and in grid")
     notebooks = values.get("notebooks")
     return SweepSpec(name=str(values.get("name") or path.stem), profile=values.get("profile") or "cpu",
                      notebooks=[str(n) for n in notebooks] if notebooks else None, set=values.get("set") or {},
@@ -119,7 +122,7 @@ def plan_points(spec: SweepSpec) -> list[tuple[str, dict]]:
     names = [name for name, _ in points]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise SystemExit(f"Grid values that differ give the same folder name {clashes}; make them distinct")
+        raise UserError(f"Grid values that differ give the same folder name {clashes}; make them distinct")
     return points
 
 
@@ -148,76 +151,66 @@ def move_aside(folder: Path, why: str) -> Path:
     return target
 
 
-def point_environment(jobs: int) -> dict:
-    """The environment of one point's process: its own Jupyter runtime and IPython folders (kernels of
-    parallel runs share no connection files or history database), and with ``jobs`` > 1 a fair share
-    of the CPU threads unless the caller set them."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    scratch = tempfile.mkdtemp(prefix="reprank-kernel-")
-    env["JUPYTER_RUNTIME_DIR"] = str(Path(scratch) / "runtime")
-    env["IPYTHONDIR"] = str(Path(scratch) / "ipython")
-    if jobs > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // jobs))
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(name, threads)
-    return env
-
-
-def _run_point(folder: Path, spec: SweepSpec, name: str, point: dict, parameters: dict, notebooks: list[Path],
-               from_run: str | None, jobs: int) -> PointResult:
-    start = time.perf_counter()
+def _start_point(folder: Path, spec: SweepSpec, name: str, point: dict, parameters: dict, notebooks: list[Path],
+                 from_run: str | None) -> PointResult | None:
+    """Write the point's run.json (and copy ``from_run``); a failure here fails this point only."""
     sweep = {"name": spec.name, "spec_file": spec.path, "point_name": name, "point": point,
              "spec": {k: v for k, v in asdict(spec).items() if k != "path"}}
-    print(f"[sweep] {name}: started (log: {folder / 'sweep.log'})", flush=True)
-    env = point_environment(jobs)
     try:
         runner.start_run(folder, spec.profile, parameters, notebooks, from_run=from_run, extra={"sweep": sweep})
-        with open(folder / "sweep.log", "w") as log:
-            process = subprocess.run([sys.executable, "-m", "reprank.sweep", str(folder)], stdout=log,
-                                     stderr=subprocess.STDOUT, env=env)
     except Exception as exc:  # e.g. the disk filled while copying from_run: this point fails, the others go on
-        seconds = round(time.perf_counter() - start, 1)
         print(f"[sweep] {name}: FAILED before running: {exc!r}", flush=True)
-        return PointResult(name, "failed", seconds, str(folder), f"could not start: {exc!r}")
-    finally:
-        shutil.rmtree(Path(env["IPYTHONDIR"]).parent, ignore_errors=True)
+        return PointResult(name, "failed", 0.0, str(folder), f"could not start: {exc!r}")
+    return None
+
+
+def _finished_point(name: str, folder: Path, job, outcome: dict | None, error, seconds: float) -> PointResult:
+    """How a point's job went, from its run.json; a job that died before recording it is recorded here."""
     record = read_run_record(folder)
-    seconds = round(time.perf_counter() - start, 1)
-    if record.get("status") == "done" and process.returncode == 0:
+    log = str(job.paths.stdout)
+    seconds = (outcome or {}).get("seconds") or seconds
+    if error is None and record.get("status") == "done":
         print(f"[sweep] {name}: done in {seconds} s", flush=True)
-        return PointResult(name, "done", seconds, str(folder))
-    failure = record.get("failure")
+        return PointResult(name, "done", seconds, str(folder), log=log, job_id=str(job.job_id))
+    failure = record.get("failure") if record.get("status") == "failed" else None
     if failure:
         detail = failure["summary"]
         short = f"{failure['notebook']} In [{failure['exec_count']}]: {failure['ename']}: {failure['evalue']}"
-    else:
-        detail = f"the run process exited with code {process.returncode}; see {folder / 'sweep.log'}"
-        record.update(status="failed", failure={"notebook": None, "cell_index": None, "ename": "ProcessExit",
-                                                "evalue": detail, "output": str(folder / "sweep.log"),
+    else:  # the job crashed, timed out or was cancelled before execute_run recorded anything
+        detail = short = f"job {job.job_id} failed ({type(error).__name__}); see {job.paths.stderr}"
+        record.update(status="failed", failure={"notebook": None, "cell_index": None, "ename": type(error).__name__,
+                                                "evalue": str(error)[-2000:], "output": str(job.paths.stderr),
                                                 "summary": detail})
         write_run_record(folder, record)
-        short = detail
     print(f"[sweep] {name}: FAILED in {seconds} s: {detail}", flush=True)
-    return PointResult(name, "failed", seconds, str(folder), short if len(short) <= 120 else short[:117] + "...")
+    return PointResult(name, "failed", seconds, str(folder), short if len(short) <= 120 else short[:117] + "...",
+                       log=log, job_id=str(job.job_id))
 
 
 def run_sweep(spec: SweepSpec, runs_root_dir: str | Path | None = None, jobs: int = 1,
-              notebooks: list[str] | None = None, from_run: str | Path | None = None) -> list[PointResult]:
-    """Run every grid point that has not finished yet; returns one result per point, in grid order.
+              notebooks: list[str] | None = None, from_run: str | Path | None = None,
+              options: ExecutorOptions | None = None) -> list[PointResult]:
+    """Run every grid point that has not finished yet, one submitit job each; one result per point, in grid order.
 
-    ``notebooks`` and ``from_run`` override the spec's. A failing point does not stop the others.
+    ``notebooks`` and ``from_run`` override the spec's; ``options`` picks the executor (default: local,
+    ``jobs`` at once). A failing point does not stop the others.
     """
+    options = options or ExecutorOptions(jobs=jobs)
+    options.check()
     selected = runner.select_notebooks(notebooks or spec.notebooks)
     from_run = from_run or spec.from_run
     from_run = str(Path(from_run).resolve()) if from_run else None
     if from_run and not (Path(from_run) / "metrics.json").is_file():
-        raise SystemExit(f"from_run {from_run}: no metrics.json there, so no finished step to start from")
+        raise UserError(f"from_run {from_run}: no metrics.json there, so no finished step to start from")
+    planned = plan_points(spec)
+    with_parameters = [(name, point, runner.build_parameters(spec.profile, {**spec.set, **point}, selected))
+                       for name, point in planned]  # every point checked before anything is moved or run
     sweep_dir = Path(runs_root_dir or runs_root()) / spec.name
+    executor = make_executor(options, sweep_dir / ".submitit", name=f"reprank-{spec.name}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, PointResult] = {}
     todo = []
-    for name, point in plan_points(spec):
-        parameters = runner.build_parameters(spec.profile, {**spec.set, **point}, selected)
+    for name, point, parameters in with_parameters:
         folder = sweep_dir / name
         if folder.exists():
             record = read_run_record(folder)
@@ -230,19 +223,27 @@ def run_sweep(spec: SweepSpec, runs_root_dir: str | Path | None = None, jobs: in
             aside = move_aside(folder, why)
             print(f"[sweep] {name}: the earlier folder ({why}) is kept as {aside.name}", flush=True)
         folder.mkdir()
-        todo.append((folder, name, point, parameters))
-    print(f"[sweep] {spec.name}: {len(todo)} to run, {len(results)} finished earlier; folder {sweep_dir}", flush=True)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {name: pool.submit(_run_point, folder, spec, name, point, parameters, selected, from_run, jobs)
-                   for folder, name, point, parameters in todo}
-        for name, future in futures.items():
-            results[name] = future.result()
-    ordered = [results[name] for name, _ in plan_points(spec)]
-    summary = {"spec": {k: v for k, v in asdict(spec).items()}, "jobs": jobs, "finished_at": _stamp(),
-               "points": [asdict(r) for r in ordered]}
-    tmp = sweep_dir / "sweep.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(sweep_dir / "sweep.json")
+        results[name] = _start_point(folder, spec, name, point, parameters, selected, from_run)
+        if results[name] is None:
+            del results[name]
+            todo.append((name, str(folder)))
+    print(f"[sweep] {spec.name}: {len(todo)} to run ({options.executor} executor), "
+          f"{sum(r.status == 'skipped' for r in results.values())} finished earlier; folder {sweep_dir}", flush=True)
+    started: dict[str, float] = {}
+
+    def on_start(name, job):
+        started[name] = time.perf_counter()
+        print(f"[sweep] {name}: job {job.job_id} submitted (log: {job.paths.stdout})", flush=True)
+
+    def on_end(name, job, outcome, error):
+        seconds = round(time.perf_counter() - started[name], 1)
+        results[name] = _finished_point(name, sweep_dir / name, job, outcome, error, seconds)
+
+    run_jobs(executor, options, todo, on_start, on_end)
+    ordered = [results[name] for name, _ in planned]
+    atomic_write_json(sweep_dir / "sweep.json", {
+        "spec": asdict(spec), "executor": asdict(options), "finished_at": _stamp(),
+        "points": [asdict(r) for r in ordered]}, default=str)
     return ordered
 
 
@@ -254,24 +255,17 @@ def format_table(results: list[PointResult]) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """``reprank sweep``: reads args spec, runs_root, notebooks, from_run and the executor options
+    (executor, jobs, max_parallel, partition, time, gpus_per_node, cpus_per_task, mem_gb)."""
+    options = ExecutorOptions.from_args(args)
+    ignored = [f"--{k.replace('_', '-')}" for k in SLURM_ONLY if getattr(args, k, None) is not None]
+    if options.executor == "local" and ignored:
+        print(f"[sweep] note: {', '.join(ignored)} only apply to --executor slurm; ignored", flush=True)
     spec = load_spec(args.spec)
-    results = run_sweep(spec, args.runs_root, jobs=args.jobs, notebooks=args.notebooks, from_run=args.from_run)
+    results = run_sweep(spec, args.runs_root, notebooks=args.notebooks, from_run=args.from_run, options=options)
     print(format_table(results), flush=True)
     failed = [r.name for r in results if r.status == "failed"]
     if failed:
         print(f"[sweep] {len(failed)} of {len(results)} points failed: {', '.join(failed)}", flush=True)
         return 1
     return 0
-
-
-def _execute_point(argv: list[str]) -> int:
-    """``python -m reprank.sweep RUN_DIR``: execute a run folder that :func:`reprank.runner.start_run` prepared."""
-    record = runner.execute_run(argv[0], progress=False)
-    if record["status"] != "done":
-        print(f"[reprank] FAILED: {record['failure']['summary']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_execute_point(sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""``reprank report`` on handmade run folders: flattening, grouping, mean/std/n over seeds, CSV/PNG/HTML."""
+"""``reprank report`` on handmade run folders: flattening, grouping, mean/std/n/95% interval over seeds,
+CSV/PNG/HTML."""
 
 import json
 import re
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from reprank import cli, report
+from reprank.errors import UserError
 from reprank.runs import write_run_record
 
 SAFE = {("dpo", 0): 0.50, ("dpo", 1): 0.60, ("dpo", 2): 0.70,
@@ -61,7 +63,8 @@ def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_pat
     assert len(runs) == 7 and "04_align.nested.steps" in runs and "04_align.per_layer" not in runs
     assert not runs.run.str.contains("failed-|ipo,seed").any()
     stats = pd.read_csv(out / "aggregate.csv")
-    assert list(stats.columns) == ["methods", "metric", "mean", "std", "n"]  # seed and constant parameters: not groups
+    # seed and constant parameters are not groups
+    assert list(stats.columns) == ["methods", "metric", "mean", "std", "n", "ci95_low", "ci95_high"]
     # Each run's own method name in its metrics' names is generalised, so the methods line up.
     assert "04_align.results.<methods>.safe_rate" in runs and "04_align.results.dpo.safe_rate" not in runs
     safe = stats[stats.metric == "04_align.results.<methods>.safe_rate"].set_index("methods")
@@ -70,7 +73,12 @@ def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_pat
         assert safe.loc[method, "mean"] == pytest.approx(np.mean(values))
         assert safe.loc[method, "std"] == pytest.approx(np.std(values, ddof=1))
         assert safe.loc[method, "n"] == 3
+        # The 95% t-interval of the mean over 3 seeds: t(0.975, 2) = 4.3027.
+        half = 4.302652730 * np.std(values, ddof=1) / np.sqrt(3)
+        assert safe.loc[method, "ci95_low"] == pytest.approx(np.mean(values) - half)
+        assert safe.loc[method, "ci95_high"] == pytest.approx(np.mean(values) + half)
     assert safe.loc["ipo", "n"] == 1 and np.isnan(safe.loc["ipo", "std"])
+    assert np.isnan(safe.loc["ipo", "ci95_low"]) and np.isnan(safe.loc["ipo", "ci95_high"])  # one seed: no interval
     steps = stats[stats.metric == "04_align.nested.steps"].set_index("methods")
     assert steps.loc["dpo", "mean"] == pytest.approx(9.0) and steps.loc["dpo", "std"] == pytest.approx(1.0)
     assert not stats.metric.isin(["04_align.converged", "04_align.method_name"]).any()  # not numbers to average
@@ -84,7 +92,8 @@ def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_pat
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page), "the report needs no network"
     assert "<link" not in page and "<script" not in page
-    for text in ("abc1234", "2.13.0", "0.6 ± 0.1 (n=3)", "0.8833 ± 0.076 (n=3)", "0.4 (n=1)", "moved aside",
+    for text in ("abc1234", "2.13.0", "0.6 ± 0.1 (n=3, 95% CI 0.352–0.848)",
+                 "0.8833 ± 0.076 (n=3, 95% CI 0.694–1.07)", "0.4 (n=1)", "moved aside",
                  "not finished", "&lt;methods&gt;</code> stands for"):
         assert text in page, text
 
@@ -97,9 +106,9 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
     assert [p.name for p in (first / "figures").iterdir()] == ["04_align.nested.steps.png"]
     assert sorted(p.name for p in (second / "figures").iterdir()) == [
         "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png"]
-    with pytest.raises(SystemExit, match="never overwrite"):
+    with pytest.raises(UserError, match="never overwrite"):
         report.make_report([sweep_dir], first)
-    with pytest.raises(SystemExit, match="no numeric metric matches"):
+    with pytest.raises(UserError, match="no numeric metric matches"):
         report.make_report([sweep_dir], tmp_path / "r3", metrics=["nope"])
-    with pytest.raises(SystemExit, match="No run or sweep folder"):
+    with pytest.raises(UserError, match="No run or sweep folder"):
         report.make_report([tmp_path / "missing"], tmp_path / "r4")
