@@ -284,13 +284,3 @@ def load_human_labelled(kind: str = "objective", seed: int = 0) -> datasets.Data
             out["source_file"].append(path.relative_to(root).as_posix())
             out["split"].append(assign_split(prompt, seed))
     return datasets.Dataset.from_dict(out)
-
-
-def __getattr__(name: str):
-    # Moved to reprank.pairs; launch.py and the notebooks (not yet updated) still import them from here.
-    # Looked up lazily because reprank.pairs itself imports this module.
-    if name in ("validate_pairs", "load_pairs_jsonl", "save_pairs_jsonl"):
-        from . import pairs
-
-        return getattr(pairs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

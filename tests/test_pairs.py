@@ -109,11 +109,3 @@ def test_pku_bad_safer_response_id(tmp_path):
     path = write_jsonl(tmp_path / "pku.jsonl", rows)
     with pytest.raises(DataError, match=r"pku\.jsonl, row 2, field 'safer_response_id'"):
         pairs_lib.load_pku_saferlhf(str(path))
-
-
-
-
-def test_old_data_names_still_reach_the_pair_functions():
-    # launch.py and the notebooks import these from reprank.data until the merger updates them.
-    assert data.load_pairs_jsonl is pairs_lib.load_pairs_jsonl
-    assert data.validate_pairs is pairs_lib.validate_pairs and data.save_pairs_jsonl is pairs_lib.save_pairs_jsonl
