@@ -66,7 +66,7 @@ def test_two_process_dpo_training_writes_an_adapter(tmp_path):
                         [{"prompt": p, "chosen": c, "rejected": r, "confidence": 0.9} for p, c, r in PAIRS])
     out = tmp_path / "adapter"
     accelerate_launch("train", "--pairs", str(pairs), "--out", str(out), "--method", "confidence",
-                      "--max-steps", "2", "--batch-size", "1", "--max-length", "64")
+                      "--max_steps", "2", "--per_device_train_batch_size", "1", "--max_length", "64")
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["distributed_type"].endswith("MULTI_CPU")
