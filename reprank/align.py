@@ -49,6 +49,11 @@ CPU_DEFAULTS = dict(
     max_length=128,
     per_device_train_batch_size=4,
     max_steps=40,
+    # TRL runs the reference forward once per pair before training instead of once per pair per visit: the
+    # reference is fixed (LoRA off, or the online loop's frozen 'ref' adapter), so the loss is the same
+    # (tests/test_align.py checks step 0). make_trainer turns it off for a run shorter than one pass over the
+    # pairs, where it would be extra work. benchmarks/bench_training.py measures it.
+    precompute_ref_log_probs=True,
     loss_type=["sigmoid"],
     logging_steps=1,
     save_strategy="no",
@@ -138,6 +143,8 @@ def make_trainer(
         value = 1.0 - epsilon
     if method == "confidence" and "confidence" not in pairs.column_names:
         raise ValueError("method='confidence' needs a 'confidence' column in pairs.")
+    if config.precompute_ref_log_probs and 0 < _pair_visits(config) < len(pairs):
+        config.precompute_ref_log_probs = False  # fewer visits than pairs: precomputing them all costs more
     return ConfidenceDPOTrainer(
         model,
         args=config,
@@ -153,6 +160,12 @@ def make_trainer(
         alpha=alpha,
         callbacks=callbacks,
     )
+
+
+def _pair_visits(config: DPOConfig) -> int:
+    """Pairs the run will see, all processes together (0 when ``max_steps`` is unset: epochs decide)."""
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
+    return max(config.max_steps, 0) * per_step
 
 
 def mean_pair_tokens(tokenizer, pairs, max_length: int | None = None) -> float:
