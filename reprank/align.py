@@ -52,7 +52,7 @@ CPU_DEFAULTS = dict(
     # TRL runs the reference forward once per pair before training instead of once per pair per visit: the
     # reference is fixed (LoRA off, or the online loop's frozen 'ref' adapter), so the loss is the same
     # (tests/test_align.py checks step 0). make_trainer turns it off for a run shorter than one pass over the
-    # pairs, where it would be extra work. benchmarks/bench_training.py measures it.
+    # pairs, where it would be extra work, and for several processes. benchmarks/bench_training.py measures it.
     precompute_ref_log_probs=True,
     loss_type=["sigmoid"],
     logging_steps=1,
@@ -143,8 +143,11 @@ def make_trainer(
         value = 1.0 - epsilon
     if method == "confidence" and "confidence" not in pairs.column_names:
         raise ValueError("method='confidence' needs a 'confidence' column in pairs.")
-    if config.precompute_ref_log_probs and 0 < _pair_visits(config) < len(pairs):
-        config.precompute_ref_log_probs = False  # fewer visits than pairs: precomputing them all costs more
+    if config.precompute_ref_log_probs and (0 < _pair_visits(config) < len(pairs) or config.world_size > 1):
+        # Fewer visits than pairs: precomputing them all costs more. Several processes: TRL 1.16 writes the
+        # precomputed log-probs to the main process's temporary cache, which the others cannot open for an
+        # in-memory dataset (FileNotFoundError on rank 1, seen under tests/test_launch.py).
+        config.precompute_ref_log_probs = False
     return ConfidenceDPOTrainer(
         model,
         args=config,
