@@ -1,105 +1,28 @@
-"""Preference alignment with LoRA-DPO and the paper's confidence-weighted ("conservative") DPO loss.
+"""LoRA-DPO training for the series: reprank's training defaults, the trainer for each method, the entry point.
 
-The paper replaces DPO's hard label by a per-pair confidence ``p`` that the chosen answer really is better:
-
-    L = -p log sigmoid(beta z) - (1 - p) log sigmoid(-beta z),
-    z = [log pi(y_c|x) - log ref(y_c|x)] - [log pi(y_r|x) - log ref(y_r|x)].
-
-Since ``log sigmoid(x) - log sigmoid(-x) = x``, this is ``-log sigmoid(beta z) + (1 - p) beta z``: TRL's own
-"sigmoid" DPO loss plus a term linear in ``z``. ``ConfidenceDPOTrainer`` therefore lets TRL compute its loss
-(and all its metrics) unchanged and adds ``(1 - p) beta z``; at ``p = 1`` it *is* TRL's loss. TRL keeps ``z``
-local to ``DPOTrainer._compute_loss``, so the trainer reads the per-token log-probabilities that the policy
-and reference forwards return (forward hooks) and sums them exactly as TRL does.
-
-Where ``p`` comes from (``confidence_source``):
-
-* ``"column"``: a per-pair ``confidence`` column of the dataset;
-* ``"constant"``: one value for every pair. ``p = 1 - eps`` is conservative DPO with label smoothing ``eps``
-  (TRL 1.16 ignores ``label_smoothing`` under ``loss_type="sigmoid"``, so smoothing goes through here);
-* ``"policy"``: the paper's variant. Each step, a ``HybridRewardModel`` scores the *current* policy's hidden
-  states at the end tokens of chosen and rejected (taken, detached, from the training forward itself:
-  ``output_hidden_states=True`` on the policy call, read by a hook on the transformer body), and the batch gets
-  ``p = max(sigmoid(alpha (mean sigmoid(s_c) - mean sigmoid(s_r))), 0.5)``. With ``train_reward_model=True``
-  the reward model is also trained on those states with ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01,
-  weight decay 0.01), as in the authors' code;
-* ``"none"``: ``p = 1``, i.e. TRL's loss untouched (any TRL loss type, e.g. IPO).
-
-An NLL term on the chosen answers composes through TRL's own ``"sft"`` loss type: ``loss_type=["sigmoid",
-"sft"]`` with ``loss_weights=[1, w]`` (``dpo_config(nll_weight=w)`` sets both). TRL computes it from the same
-forward, so nothing here has to know about it.
+The loss itself (the paper's confidence-weighted, "conservative" DPO) lives in ``reprank.conservative``;
+its names are re-exported here, so ``align.conservative_dpo_loss``, ``align.ConfidenceDPOTrainer`` etc. work.
+``dpo_config`` is the one source of the CPU training defaults (``CPU_DEFAULTS``, DPOConfig's field names).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig
 
-from reprank.extraction import transformer_body
-from reprank.reward import HybridRewardModel, margin_bt_loss
+from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and tests use align.<name>)
+    CONFIDENCE_SOURCES,
+    ConfidenceDPOTrainer,
+    conservative_dpo_loss,
+    end_positions,
+)
+from reprank.reward import HybridRewardModel
 
-CONFIDENCE_SOURCES = ("column", "constant", "policy", "none")
 METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy")
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-
-
-class _WithConfidence:
-    """Wrap TRL's preference collator so a per-pair ``confidence`` column reaches the loss as a tensor."""
-
-    def __init__(self, collator):
-        self.collator = collator
-
-    def __call__(self, examples):
-        batch = self.collator(examples)
-        if "confidence" in examples[0]:
-            batch["confidence"] = torch.tensor([float(e["confidence"]) for e in examples], dtype=torch.float32)
-        return batch
-
-
-@contextlib.contextmanager
-def _record_outputs(*modules):
-    """Record, in call order, the outputs of every forward call of ``modules`` inside the block."""
-    calls, handles = [], []
-    for module in modules:
-        handles.append(module.register_forward_hook(lambda _module, _args, output: calls.append(output)))
-    try:
-        yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def end_positions(input_ids, attention_mask, completion_mask, tokenizer) -> torch.Tensor:
-    """Index of each row's end token: its last real (unpadded) token, stepping back over whitespace-only tokens.
-
-    TRL's chat-templated sequences end with the end-of-turn marker and then a newline; the reward model was
-    trained (``extraction.format_conversation``) on the text cut by ``rstrip()``, whose last token is the marker.
-    Skipping trailing whitespace tokens (never past the completion's start) reads that same token.
-    """
-    last = attention_mask.shape[1] - 1 - attention_mask.flip(1).argmax(1)
-    positions = []
-    for row, pos in enumerate(last.tolist()):
-        while pos > 0 and completion_mask[row, pos - 1] and not tokenizer.decode([int(input_ids[row, pos])]).strip():
-            pos -= 1
-        positions.append(pos)
-    return torch.tensor(positions, device=input_ids.device)
-
-
-def conservative_dpo_loss(z: torch.Tensor, p: torch.Tensor | float, beta: float) -> torch.Tensor:
-    """The paper's loss as written, averaged over pairs: ``-p log s(beta z) - (1 - p) log s(-beta z)``.
-
-    ``z`` is the DPO margin of each pair, ``p`` the confidence that its label is right. The trainer below
-    computes the same value as TRL's ``-log s(beta z)`` plus ``(1 - p) beta z`` (a test checks they agree).
-    """
-    p = torch.as_tensor(p, dtype=z.dtype)
-    return (-p * F.logsigmoid(beta * z) - (1 - p) * F.logsigmoid(-beta * z)).mean()
 
 
 def history_frame(trainer) -> "pd.DataFrame":
@@ -110,174 +33,52 @@ def history_frame(trainer) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------------------------- trainer
-
-
-class ConfidenceDPOTrainer(DPOTrainer):
-    """TRL's ``DPOTrainer`` with the conservative loss ``-p log s(beta z) - (1-p) log s(-beta z)``.
-
-    Only ``_compute_loss`` is overridden: it runs TRL's loss, then adds ``(1 - p) beta z`` to the "sigmoid"
-    part (see the module docstring) and logs ``confidence/mean``, ``loss/dpo`` (the ``p = 1`` term),
-    ``loss/conservative`` (the confidence-weighted term) and, with ``"policy"``, ``reward_model/*``.
-    """
-
-    def __init__(
-        self,
-        model,
-        *args,
-        confidence_source: str = "column",
-        confidence_value: float = 1.0,
-        reward_model: HybridRewardModel | None = None,
-        alpha: float = 7.5,
-        train_reward_model: bool = False,
-        reward_lr: float = 0.01,
-        reward_weight_decay: float = 0.01,
-        reward_margin: float = 1.0,
-        **kwargs,
-    ):
-        if confidence_source not in CONFIDENCE_SOURCES:
-            raise ValueError(f"confidence_source must be one of {CONFIDENCE_SOURCES}; got {confidence_source!r}")
-        if confidence_source == "policy" and reward_model is None:
-            raise ValueError("confidence_source='policy' needs a reward_model (a HybridRewardModel).")
-        if not 0.0 <= confidence_value <= 1.0:
-            raise ValueError(f"confidence_value must lie in [0, 1]; got {confidence_value}")
-        super().__init__(model, *args, **kwargs)
-        self.confidence_source = confidence_source
-        self.confidence_value = confidence_value
-        self.alpha = alpha
-        if confidence_source != "none":
-            # The correction is exact only for TRL's plain DPO margin: the sum of token log-ratios, reverse KL.
-            unsupported = {
-                "'sigmoid' in loss_type": "sigmoid" in self.loss_types,
-                "ld_alpha=None": self.ld_alpha is None,
-                "f_divergence_type='reverse_kl'": self.f_divergence_type == "reverse_kl",
-                "use_weighting=False": not self.use_weighting,
-            }
-            missing = [name for name, ok in unsupported.items() if not ok]
-            if missing:
-                raise ValueError(f"The confidence-weighted loss needs {', '.join(missing)}.")
-            self.data_collator = _WithConfidence(self.data_collator)
-        self.reward_model = self.reward_optimizer = None
-        if reward_model is not None:
-            self.reward_model = reward_model.to(self.accelerator.device)
-            self.reward_model.requires_grad_(train_reward_model)
-            if train_reward_model:
-                self.reward_optimizer = torch.optim.Adam(
-                    self.reward_model.parameters(), lr=reward_lr, weight_decay=reward_weight_decay
-                )
-            self.reward_margin = reward_margin
-
-    def _set_signature_columns_if_needed(self):
-        # Keep the confidence column through Trainer's removal of columns the model does not take.
-        super()._set_signature_columns_if_needed()
-        if "confidence" not in self._signature_columns:
-            self._signature_columns.append("confidence")
-
-    def _compute_loss(self, model, inputs, return_outputs=False):
-        mode = "train" if self.model.training else "eval"
-        inputs = dict(inputs)
-        column = inputs.pop("confidence", None)  # TRL would pass unknown keys on to the model
-        if self.confidence_source == "none":
-            self._metrics[mode]["confidence/mean"].append(1.0)
-            return super()._compute_loss(model, inputs, return_outputs)
-        if self.confidence_source == "policy":
-            inputs["output_hidden_states"] = True  # TRL forwards it to the policy's transformer body
-
-        # TRL keeps z and the hidden states local to its method: hooks record what its forwards return.
-        # Call order inside TRL's method: policy forward first, then the reference (unless precomputed).
-        policy = self.accelerator.unwrap_model(model)
-        lms = [policy] + ([self.ref_model] if self.ref_model is not None else [])
-        with _record_outputs(*lms) as lm_calls, _record_outputs(transformer_body(_causal_lm(policy))) as bodies:
-            result = super()._compute_loss(model, inputs, return_outputs)
-        loss = result[0] if return_outputs else result
-
-        z = self._margin(lm_calls, inputs)  # (n_pairs,), differentiable through the policy
-        if self.confidence_source == "column":
-            if column is None:
-                raise ValueError("confidence_source='column' needs a 'confidence' column in the dataset.")
-            p = column.to(z)
-        elif self.confidence_source == "constant":
-            p = torch.full_like(z, self.confidence_value)
-        else:
-            p = self._policy_confidence(bodies[0].hidden_states, inputs, mode).expand_as(z)
-        sigmoid_weight = self.loss_weights[self.loss_types.index("sigmoid")]
-        loss = loss + sigmoid_weight * ((1 - p) * self.beta * z).mean()
-
-        bz = self.beta * z.detach()
-        self._metrics[mode]["confidence/mean"].append(p.mean().item())
-        self._metrics[mode]["loss/dpo"].append(-F.logsigmoid(bz).mean().item())
-        self._metrics[mode]["loss/conservative"].append(
-            (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean().item()
-        )
-        return (loss, result[1]) if return_outputs else loss
-
-    # -- helpers of _compute_loss ------------------------------------------------------------------
-
-    def _margin(self, lm_calls, inputs) -> torch.Tensor:
-        """``z`` per pair, summed from the recorded per-token log-probs exactly as ``DPOTrainer._compute_loss``."""
-        seq_len = inputs["completion_mask"].shape[1] - 1
-        # (With return_outputs=True TRL runs one more, unfused, forward after the loss; it has no log_probs.)
-        logps = [out.log_probs[:, -seq_len:].sum(1) for out in lm_calls
-                 if getattr(out, "log_probs", None) is not None]
-        if self.precompute_ref_logps:
-            ref = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]]).to(logps[0])
-        else:
-            ref = logps[1].detach()
-        chosen, rejected = (logps[0] - ref).chunk(2)  # the batch is [chosen rows; rejected rows]
-        return chosen - rejected
-
-    def _policy_confidence(self, hidden_states, inputs, mode) -> torch.Tensor:
-        """The paper's batch confidence from the reward model's scores of the policy's own end-token states."""
-        rm = self.reward_model
-        ids, attention, completion = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        ends = end_positions(ids, attention, completion, self._tokenizer)
-        rows = torch.arange(len(ends), device=ends.device)
-        states = torch.stack([hidden_states[layer][rows, ends] for layer in rm.layers], dim=1).detach().float()
-        scores = rm(states)
-        chosen, rejected = scores.chunk(2)
-        if self.reward_optimizer is not None and mode == "train":
-            rm_loss = margin_bt_loss(chosen, rejected, self.reward_margin)
-            self.reward_optimizer.zero_grad()
-            rm_loss.backward()
-            self.reward_optimizer.step()
-            self._metrics[mode]["reward_model/loss"].append(rm_loss.item())
-        chosen, rejected = chosen.detach(), rejected.detach()
-        gap = torch.sigmoid(chosen).mean() - torch.sigmoid(rejected).mean()
-        self._metrics[mode]["reward_model/accuracy"].append((chosen > rejected).float().mean().item())
-        return torch.sigmoid(self.alpha * gap).clamp(min=0.5)
-
-
-def _causal_lm(model):
-    """The causal LM inside a (possibly PEFT-wrapped) model."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 # ----------------------------------------------------------------------------------------------- configs, entry point
 
 
-def dpo_config(output_dir, *, nll_weight: float = 0.0, seed: int = 0, **overrides) -> DPOConfig:
-    """A ``DPOConfig`` sized for a CPU: fp32, no gradient checkpointing, lr 5e-4 (LoRA), batch 4, 128 tokens.
+# Reprank's training defaults, under DPOConfig's own field names: the one place they live. ``dpo_config`` applies
+# them; ``reprank.launch train`` sets them as its parser's defaults, so every DPOConfig field is also a flag.
+CPU_DEFAULTS = dict(
+    bf16=False,  # fp32 on a CPU (TRL's DPOConfig would default to bf16)
+    fp16=False,
+    # TRL defaults gradient checkpointing on; a 135M model's activations fit, and it costs a forward. Set under
+    # transformers 5's name (gradient_checkpointing is its deprecated alias, mirrored from this one).
+    activation_checkpointing=False,
+    learning_rate=5e-4,  # LoRA takes a larger step than full fine-tuning (TRL: 1e-6)
+    beta=0.1,
+    max_length=128,
+    per_device_train_batch_size=4,
+    max_steps=40,
+    # TRL runs the reference forward once per pair before training instead of once per pair per visit: the
+    # reference is fixed (LoRA off, or the online loop's frozen 'ref' adapter), so the loss is the same
+    # (tests/test_align.py checks step 0). make_trainer turns it off for a run shorter than one pass over the
+    # pairs, where it would be extra work, and for several processes. benchmarks/bench_training.py measures it.
+    precompute_ref_log_probs=True,
+    loss_type=["sigmoid"],
+    logging_steps=1,
+    save_strategy="no",
+    report_to=[],
+    dataloader_num_workers=0,
+    seed=0,
+)
 
-    ``nll_weight > 0`` adds TRL's "sft" loss (mean NLL of the chosen tokens) with that weight.
+
+def training_defaults() -> dict:
+    """``CPU_DEFAULTS`` plus what depends on the machine (``use_cpu`` when there is no GPU); a fresh copy."""
+    return {**copy.deepcopy(CPU_DEFAULTS), "use_cpu": not torch.cuda.is_available()}
+
+
+def dpo_config(output_dir, *, nll_weight: float = 0.0, **overrides) -> DPOConfig:
+    """A ``DPOConfig`` with reprank's defaults (``training_defaults()``), any DPOConfig field overridable by name.
+
+    Defaults: fp32, no gradient checkpointing, lr 5e-4 (LoRA), beta 0.1, batch 4 pairs, 128 tokens, 40 steps,
+    logging every step, no checkpoints, seed 0. ``nll_weight > 0`` adds TRL's "sft" loss (mean NLL of the chosen
+    tokens) with that weight: TRL 1.16's DPOConfig has no single field for it (``rpo_alpha`` is gone), only
+    ``loss_type`` + ``loss_weights``, which this sets.
     """
-    settings = dict(
-        output_dir=str(output_dir),
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        learning_rate=5e-4,
-        per_device_train_batch_size=4,
-        max_length=128,
-        beta=0.1,
-        loss_type=["sigmoid"],
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-    )
-    settings.update(overrides)
+    settings = {**training_defaults(), "output_dir": str(output_dir), **overrides}
+    if overrides.get("gradient_checkpointing") is not None:  # the old name, given, must not lose to our default
+        settings["activation_checkpointing"] = settings.pop("gradient_checkpointing")
     if nll_weight:
         settings["loss_type"] = [*settings["loss_type"], "sft"]
         weights = settings.get("loss_weights") or [1.0] * (len(settings["loss_type"]) - 1)
@@ -342,6 +143,11 @@ def make_trainer(
         value = 1.0 - epsilon
     if method == "confidence" and "confidence" not in pairs.column_names:
         raise ValueError("method='confidence' needs a 'confidence' column in pairs.")
+    if config.precompute_ref_log_probs and (0 < _pair_visits(config) < len(pairs) or config.world_size > 1):
+        # Fewer visits than pairs: precomputing them all costs more. Several processes: TRL 1.16 writes the
+        # precomputed log-probs to the main process's temporary cache, which the others cannot open for an
+        # in-memory dataset (FileNotFoundError on rank 1, seen under tests/test_launch.py).
+        config.precompute_ref_log_probs = False
     return ConfidenceDPOTrainer(
         model,
         args=config,
@@ -357,6 +163,12 @@ def make_trainer(
         alpha=alpha,
         callbacks=callbacks,
     )
+
+
+def _pair_visits(config: DPOConfig) -> int:
+    """Pairs the run will see, all processes together (0 when ``max_steps`` is unset: epochs decide)."""
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.world_size
+    return max(config.max_steps, 0) * per_step
 
 
 def mean_pair_tokens(tokenizer, pairs, max_length: int | None = None) -> float:

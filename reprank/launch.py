@@ -6,16 +6,20 @@ also run on several GPUs (or CPU processes) with the same package code::
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m reprank.launch extract \\
         --rows rows.jsonl --out hidden.npz
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m reprank.launch train \\
-        --pairs pairs.jsonl --out adapter/ --method confidence --max-steps 200
+        --pairs pairs.jsonl --out adapter/ --method confidence --max_steps 200
 
 ``extract`` reads JSONL rows with ``prompt`` and ``response`` fields, gives each process a contiguous share of
 the rows (``PartialState.split_between_processes``), runs ``reprank.extraction.extract_hidden_states`` on it,
 gathers the shares on the main process in the original row order and writes one ``.npz`` (``end``, optionally
 ``mean``, ``layers``, ``n_tokens``; float32 whatever the device). ``train`` reads a pairs JSONL
-(``reprank.data.load_pairs_jsonl``) and calls ``reprank.align.train_dpo``; TRL's trainer does the
-data-parallel part itself (each process sees its own batches, gradients are averaged), so
-``--batch-size`` is per process. The main process saves the LoRA adapter (and the tokenizer) in ``--out``
-with a ``train_summary.json``.
+(``reprank.data.load_pairs_jsonl``) and calls ``reprank.align.train_dpo``. Its flags are reprank's own
+(``ReprankTrainArgs``: ``--pairs``, ``--out``, ``--method``, ``--nll_weight`` ...) plus every field of TRL's
+``DPOConfig`` under its own name (``--learning_rate``, ``--max_steps``, ``--per_device_train_batch_size``,
+``--beta``, ``--max_length``, ``--seed``, ...; transformers' parser also accepts ``--max-steps`` etc.), read by
+``transformers.HfArgumentParser`` with reprank's defaults (``align.training_defaults()``) where none is given.
+TRL's trainer does the data-parallel part itself (each process sees its own batches, gradients are averaged),
+so ``--per_device_train_batch_size`` is per process. The main process saves the LoRA adapter (and the
+tokenizer) in ``--out`` with a ``train_summary.json``.
 
 Without ``accelerate launch`` both subcommands run as a single process: ``python -m reprank.launch ...``.
 Without a GPU, several processes talk over gloo (``configs/accelerate/cpu_2proc.yaml``, used by the tests).
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -118,32 +124,55 @@ def extract(args: argparse.Namespace) -> Path:
 # ----------------------------------------------------------------------------------------------- train
 
 
+@dataclass
+class ReprankTrainArgs:
+    """``launch train``'s own flags; everything else is a ``DPOConfig`` field (see the module docstring)."""
+
+    pairs: str = field(metadata={"help": "pairs JSONL (prompt, chosen, rejected[, confidence])"})
+    out: str = field(metadata={"help": "folder for the adapter, tokenizer and train_summary.json"})
+    method: str = field(default="dpo", metadata={"help": "the preference loss (one of align.METHODS)"})
+    split: str | None = field(default=None, metadata={"help": "train only on pairs of this split (default: all)"})
+    epsilon: float | None = field(default=None, metadata={"help": "label smoothing for --method dpo_smoothing"})
+    nll_weight: float = field(default=0.0, metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term"})
+    reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, confidence_policy"})
+    model_id: str = field(default=DEFAULT_MODEL, metadata={"help": "the policy model (default: the offline default)"})
+    dtype: str = field(default="auto", metadata={"help": "auto (GPU: bf16, else fp16; CPU: fp32), float32, ..."})
+    quiet: bool = field(default=False, metadata={"help": "no progress bars or summary line"})
+
+
+# launch-only defaults on top of reprank's: every LoRA weight gets a gradient, so skip DDP's extra graph walk;
+# the output folder defaults to OUT/trainer; gradient_checkpointing (transformers 5's deprecated alias of
+# activation_checkpointing, which TRL defaults to True) counts only when given.
+LAUNCH_DEFAULTS = {"ddp_find_unused_parameters": False, "output_dir": None, "gradient_checkpointing": None}
+
+
+def split_train_args(args: argparse.Namespace):
+    """The parsed namespace -> ``(ReprankTrainArgs, DPOConfig)``, the DPOConfig built by ``align.dpo_config``."""
+    from trl import DPOConfig
+
+    from . import align
+
+    values = vars(args)
+    ours = ReprankTrainArgs(**{f.name: values[f.name] for f in dataclasses.fields(ReprankTrainArgs)})
+    dpo = {f.name: values[f.name] for f in dataclasses.fields(DPOConfig) if f.init and f.name in values}
+    dpo["output_dir"] = dpo["output_dir"] or str(Path(ours.out) / "trainer")
+    dpo["disable_tqdm"] = True if ours.quiet else dpo["disable_tqdm"]
+    return ours, align.dpo_config(nll_weight=ours.nll_weight, **dpo)
+
+
 def train(args: argparse.Namespace) -> Path:
     from . import align, data
     from .models import load_model
 
     state = distributed_state()
-    pairs = data.load_pairs_jsonl(args.pairs, seed=args.seed)
+    args, config = split_train_args(args)
+    pairs = data.load_pairs_jsonl(args.pairs, seed=config.seed)
     if args.split:
         pairs = pairs.filter(lambda row: row["split"] == args.split)
         if len(pairs) == 0:
             raise ValueError(f"{args.pairs}: no pairs in split '{args.split}'")
     loaded = load_model(args.model_id, device=state.device, dtype=args.dtype)
     out = Path(args.out)
-    config = align.dpo_config(
-        out / "trainer",
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_length=args.max_length,
-        learning_rate=args.learning_rate,
-        beta=args.beta,
-        nll_weight=args.nll_weight,
-        seed=args.seed,
-        logging_steps=1,
-        disable_tqdm=args.quiet,
-        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skip DDP's extra graph walk
-    )
     kwargs = {}
     if args.method == "dpo_smoothing":
         kwargs["epsilon"] = args.epsilon
@@ -173,8 +202,9 @@ def train(args: argparse.Namespace) -> Path:
             "dtype": str(next(loaded.model.parameters()).dtype),
             "steps": trainer.state.global_step,
             "epoch": trainer.state.epoch,  # passes over the pairs, all processes together
-            "per_device_batch_size": args.batch_size,
-            "global_batch_size": args.batch_size * args.gradient_accumulation_steps * state.num_processes,
+            "per_device_batch_size": config.per_device_train_batch_size,
+            "global_batch_size": config.per_device_train_batch_size * config.gradient_accumulation_steps
+            * state.num_processes,
             "losses": losses,
             "seconds": seconds,
         }
@@ -192,11 +222,15 @@ def train(args: argparse.Namespace) -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .align import METHODS
+    from transformers import HfArgumentParser
+    from trl import DPOConfig
+
+    from .align import METHODS, training_defaults
 
     p = argparse.ArgumentParser(prog="python -m reprank.launch",
                                 description="Data-parallel extraction and DPO training (run under accelerate launch).")
-    sub = p.add_subparsers(dest="command", required=True)
+    # transformers' dataclass parser for the subcommands: "train" reads ReprankTrainArgs and DPOConfig with it.
+    sub = p.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
 
     def common(sp):
         sp.add_argument("--model-id", default=DEFAULT_MODEL, help="the policy model (default: the offline default)")
@@ -214,22 +248,14 @@ def parser() -> argparse.ArgumentParser:
     common(ex)
     ex.set_defaults(func=extract)
 
-    tr = sub.add_parser("train", help="LoRA DPO (or a confidence-aware variant) on a pairs JSONL -> adapter folder")
-    tr.add_argument("--pairs", required=True, help="pairs JSONL (prompt, chosen, rejected[, confidence])")
-    tr.add_argument("--out", required=True, help="folder for the adapter, tokenizer and train_summary.json")
-    tr.add_argument("--method", default="dpo", choices=METHODS)
-    tr.add_argument("--split", default=None, help="train only on pairs of this split (default: every pair)")
-    tr.add_argument("--max-steps", type=int, default=100)
-    tr.add_argument("--batch-size", type=int, default=4, help="pairs per process per step")
-    tr.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    tr.add_argument("--max-length", type=int, default=128)
-    tr.add_argument("--learning-rate", type=float, default=5e-4)
-    tr.add_argument("--beta", type=float, default=0.1)
-    tr.add_argument("--epsilon", type=float, default=None, help="label smoothing for --method dpo_smoothing")
-    tr.add_argument("--nll-weight", type=float, default=0.0)
-    tr.add_argument("--reward-model", default=None, help="HybridRewardModel file for --method confidence_policy")
-    tr.add_argument("--seed", type=int, default=0)
-    common(tr)
+    # Every DPOConfig field is a train flag, with reprank's defaults (align.training_defaults) replacing TRL's
+    # where the user gives none.
+    tr = sub.add_parser("train", help="LoRA DPO (or a confidence-aware variant) on a pairs JSONL -> adapter folder",
+                        dataclass_types=[ReprankTrainArgs, DPOConfig])
+    tr.set_defaults(**training_defaults(), **LAUNCH_DEFAULTS)
+    for action in tr._actions:  # the method list lives in align; a dataclass field cannot import it lazily
+        if action.dest == "method":
+            action.choices = METHODS
     tr.set_defaults(func=train)
     return p
 

@@ -11,6 +11,7 @@ from trl import DPOTrainer
 
 from reprank import align
 from reprank.extraction import extract_hidden_states
+from reprank.models import bf16_supported, model_device
 from reprank.reward import train_hybrid_reward_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke.", "What is 2+2?", "Name a colour."]
@@ -59,8 +60,10 @@ def perturb_lora(model, seed=1):
 
 
 def fixed_batch(trainer):
+    """All pairs as one collated batch, on the model's device (the trainer puts the model on CUDA if present)."""
     trainer.model.train()
-    return trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    return {k: v.to(model_device(trainer.model)) for k, v in batch.items()}
 
 
 def hand_margin(trainer, batch):
@@ -165,7 +168,7 @@ def test_policy_confidence_reads_the_policys_end_token_states(tokenizer, tmp_pat
     # Before any step LoRA B is zero: the policy's states are the base model's, i.e. what extraction reads.
     base = extract_hidden_states(tiny_model(tokenizer), tokenizer, PROMPTS * 2, CHOSEN + REJECTED, progress=False)
     with torch.no_grad():
-        scores = reward_model(torch.as_tensor(base.end))
+        scores = reward_model(torch.as_tensor(base.end).to(model_device(reward_model)))
     gap = torch.sigmoid(scores[:4]).mean() - torch.sigmoid(scores[4:]).mean()
     expected = max(torch.sigmoid(7.5 * gap).item(), 0.5)
     trainer._compute_loss(trainer.model, batch)
@@ -228,3 +231,47 @@ def test_nll_term_composes_through_trls_sft_loss(tokenizer, tmp_path):
     nll = -token[:4][chosen_mask].mean()
     expected = (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean() + 0.5 * nll
     torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_precomputed_reference_log_probs_give_the_same_step_0_loss(tokenizer, tmp_path):
+    """precompute_ref_log_probs (TRL computes the reference once, before training) changes no loss value."""
+    losses = {}
+    for precompute in (False, True):
+        cfg = config(tmp_path / str(precompute), precompute_ref_log_probs=precompute, nll_weight=0.5)
+        trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs([1.0, 0.5, 0.8, 0.9]), config=cfg)
+        batch = fixed_batch(trainer)
+        assert ("ref_chosen_logps" in batch) == precompute
+        perturb_lora(trainer.model)  # after the precompute: the policy moves away from the (fixed) reference
+        losses[precompute] = trainer._compute_loss(trainer.model, batch)
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- half precision
+# A few LoRA-DPO steps in each GPU precision the series uses: bf16 where the GPU has it natively, fp16 (e.g. a
+# T4) through accelerate's GradScaler, which transformers switches on for fp16=True. They need a GPU.
+
+
+def half_precision_steps(tokenizer, tmp_path, **precision):
+    trainer = align.make_trainer(tiny_model(tokenizer).cuda(), tokenizer, pairs([1.0, 0.5, 0.8, 0.9]),
+                                 config=config(tmp_path, max_steps=3, use_cpu=False, **precision))
+    before = lora_weights(trainer.model)
+    trainer.train()
+    after = lora_weights(trainer.model)
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(logged) == 3 and all(math.isfinite(row["loss"]) for row in logged)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    assert all(torch.isfinite(w).all() for w in after.values())
+    return trainer
+
+
+@pytest.mark.skipif(not bf16_supported(), reason="bf16 training path: needs a CUDA GPU with native bfloat16")
+def test_bf16_lora_dpo_steps(tokenizer, tmp_path):
+    trainer = half_precision_steps(tokenizer, tmp_path, bf16=True, fp16=False)
+    assert trainer.accelerator.mixed_precision == "bf16"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training path (GradScaler): needs a CUDA GPU")
+def test_fp16_lora_dpo_steps_with_a_gradient_scaler(tokenizer, tmp_path):
+    trainer = half_precision_steps(tokenizer, tmp_path, bf16=False, fp16=True)
+    assert trainer.accelerator.mixed_precision == "fp16"
+    assert trainer.accelerator.scaler is not None  # fp16 gradients are scaled, then unscaled before the step

@@ -5,14 +5,17 @@ Each test starts two fresh Python processes that import torch/transformers and l
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reprank.extraction import extract_hidden_states
+from reprank.models import load_model, model_device
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_2PROC = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
@@ -41,7 +44,9 @@ def write_jsonl(path, records):
 def accelerate_launch(*args, config=CPU_2PROC, timeout=240):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
                "-m", "reprank.launch", *args, "--quiet"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    # cpu_2proc.yaml is the CPU path: hide any GPU, or both processes would claim it (or a second one).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
 
@@ -50,7 +55,11 @@ def test_two_process_extraction_equals_one_process(tmp_path, default_model):
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": p, "response": r} for p, r in ROWS])
     out = tmp_path / "hidden.npz"
     accelerate_launch("extract", "--rows", str(rows), "--out", str(out), "--pools", "end,mean", "--batch-size", "2")
-    single = extract_hidden_states(default_model.model, default_model.tokenizer, [p for p, _ in ROWS],
+    # The processes ran on the CPU in fp32: compare with one process on the CPU in fp32, wherever tests run.
+    model = default_model.model
+    on_cpu_fp32 = model_device(model).type == "cpu" and next(model.parameters()).dtype == torch.float32
+    reference = default_model if on_cpu_fp32 else load_model(device="cpu", dtype="float32")
+    single = extract_hidden_states(reference.model, reference.tokenizer, [p for p, _ in ROWS],
                                    [r for _, r in ROWS], pools=("end", "mean"), batch_size=2, progress=False)
     with np.load(out) as saved:
         assert int(saved["num_processes"]) == 2
@@ -66,7 +75,7 @@ def test_two_process_dpo_training_writes_an_adapter(tmp_path):
                         [{"prompt": p, "chosen": c, "rejected": r, "confidence": 0.9} for p, c, r in PAIRS])
     out = tmp_path / "adapter"
     accelerate_launch("train", "--pairs", str(pairs), "--out", str(out), "--method", "confidence",
-                      "--max-steps", "2", "--batch-size", "1", "--max-length", "64")
+                      "--max_steps", "2", "--per_device_train_batch_size", "1", "--max_length", "64")
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["distributed_type"].endswith("MULTI_CPU")
