@@ -12,7 +12,7 @@ also run on several GPUs (or CPU processes) with the same package code::
 the rows (``PartialState.split_between_processes``), runs ``reprank.extraction.extract_hidden_states`` on it,
 gathers the shares on the main process in the original row order and writes one ``.npz`` (``end``, optionally
 ``mean``, ``layers``, ``n_tokens``; float32 whatever the device). ``train`` reads a pairs JSONL
-(``reprank.data.load_pairs_jsonl``) and calls ``reprank.align.train_dpo``. Its flags are reprank's own
+(``reprank.pairs.load_pairs_jsonl``) and calls ``reprank.align.train_dpo``. Its flags are reprank's own
 (``ReprankTrainArgs``: ``--pairs``, ``--out``, ``--method``, ``--nll_weight`` ...) plus every field of TRL's
 ``DPOConfig`` under its own name (``--learning_rate``, ``--max_steps``, ``--per_device_train_batch_size``,
 ``--beta``, ``--max_length``, ``--seed``, ...; transformers' parser also accepts ``--max-steps`` etc.), read by
@@ -161,12 +161,13 @@ def split_train_args(args: argparse.Namespace):
 
 
 def train(args: argparse.Namespace) -> Path:
-    from . import align, data
+    from . import align
+    from .pairs import load_pairs_jsonl
     from .models import load_model
 
     state = distributed_state()
     args, config = split_train_args(args)
-    pairs = data.load_pairs_jsonl(args.pairs, seed=config.seed)
+    pairs = load_pairs_jsonl(args.pairs, seed=config.seed)
     if args.split:
         pairs = pairs.filter(lambda row: row["split"] == args.split)
         if len(pairs) == 0:
