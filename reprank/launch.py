@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,18 +56,15 @@ def distributed_state():
 
 def read_rows(path: str | Path) -> list[dict]:
     """JSONL rows, each with non-empty string fields ``prompt`` and ``response``."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for field in ("prompt", "response"):
-                if not isinstance(row.get(field), str):
-                    raise ValueError(f"{path}, line {number}: needs a string field '{field}'")
-            rows.append(row)
+    from .fileio import FileFormatError, read_jsonl
+
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, start=1):
+        for field in ("prompt", "response"):
+            if not isinstance(row.get(field), str):
+                raise FileFormatError(f"{path}, line {number}: needs a string field '{field}'")
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise FileFormatError(f"{path}: no rows")
     return rows
 
 
@@ -262,9 +260,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import EXIT_USER_ERROR, UserError
+
     args = parser().parse_args(argv)
     try:
         args.func(args)
+    except UserError as exc:  # a bad rows or pairs file: one line, as from `reprank`
+        print(f"reprank.launch: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
     finally:
         state = distributed_state()
         if state.use_distributed:

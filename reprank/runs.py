@@ -13,6 +13,8 @@ from pathlib import Path
 
 import reprank
 
+from .fileio import atomic_write_json
+
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "scikit-learn", "papermill", "reprank")
 
 
@@ -66,10 +68,7 @@ def update_metrics(run_dir: str | Path, section: str, values: dict) -> Path:
     path = Path(run_dir) / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     metrics[section] = _to_jsonable(values)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, metrics, sort_keys=True)
 
 
 def read_metrics(run_dir: str | Path) -> dict:
@@ -93,11 +92,7 @@ def read_run_record(run_dir: str | Path) -> dict:
 
 def write_run_record(run_dir: str | Path, record: dict) -> Path:
     """Write ``run.json`` atomically (a reader never sees half a file)."""
-    path = Path(run_dir) / "run.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_to_jsonable(record), indent=2))
-    tmp.replace(path)
-    return path
+    return atomic_write_json(Path(run_dir) / "run.json", _to_jsonable(record))
 
 
 # A run folder that a rerun of its sweep renamed, ``<point>.<why>-<YYYYmmdd-HHMMSS>[-n]``: an earlier attempt.

@@ -83,3 +83,13 @@ def test_two_process_dpo_training_writes_an_adapter(tmp_path):
     # 2 steps x 1 pair x 2 processes = all 4 pairs once: the processes trained on different pairs.
     assert summary["epoch"] == pytest.approx(1.0)
     assert len(summary["losses"]) == 2 and all(np.isfinite(summary["losses"]))
+
+
+def test_a_bad_rows_file_is_one_line_with_exit_status_2(tmp_path, capsys):
+    from reprank import launch
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "hi", "response": "hello"}\n{"prompt": "no response"}\n')
+    assert launch.main(["extract", "--rows", str(rows), "--out", str(tmp_path / "h.npz")]) == 2
+    assert capsys.readouterr().err.strip() == (f"reprank.launch: error: {rows}, line 2: needs a string field "
+                                               "'response'")
