@@ -199,9 +199,7 @@ def run_sweep(spec: SweepSpec, runs_root_dir: str | Path | None = None, jobs: in
     options.check()
     selected = runner.select_notebooks(notebooks or spec.notebooks)
     from_run = from_run or spec.from_run
-    from_run = str(Path(from_run).resolve()) if from_run else None
-    if from_run and not (Path(from_run) / "metrics.json").is_file():
-        raise UserError(f"from_run {from_run}: no metrics.json there, so no finished step to start from")
+    from_run = str(runner.check_from_run(from_run, option="from_run")) if from_run else None
     planned = plan_points(spec)
     with_parameters = [(name, point, runner.build_parameters(spec.profile, {**spec.set, **point}, selected))
                        for name, point in planned]  # every point checked before anything is moved or run
