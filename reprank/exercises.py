@@ -46,11 +46,11 @@ def check_paper_confidence(fn) -> bool:
 
 
 def check_top_bottom_pairs(fn) -> bool:
-    """``fn(rewards, m)`` -> list of (chosen_index, rejected_index): i-th best vs i-th worst, i < m."""
+    """``fn(rewards, m)`` -> list of (chosen_index, rejected_index): rank i vs rank i + m, i < m."""
     import pandas as pd
 
     rng = np.random.default_rng(0)
-    for n, m in ((8, 4), (5, 2), (6, 1)):
+    for n, m in ((8, 4), (5, 2), (6, 1), (3, 4)):
         rewards = rng.normal(size=n)
         try:
             got = fn(rewards.copy(), m)

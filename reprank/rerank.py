@@ -91,17 +91,20 @@ def score_candidates(
 def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 2) -> pd.DataFrame:
     """Pairs per prompt from the reward ranking of its candidates (column ``reward``).
 
-    ``top_bottom``: the i-th best against the i-th worst, for i < m (the paper: top 4 vs bottom 4 of 8).
-    ``best_worst``: only the best against the worst. Prompts whose candidates all tie give no pair.
+    ``top_bottom``: as the authors pair: the top ``m`` against the bottom ``m`` in rank order, i.e. rank ``i``
+    against rank ``i + m`` for ``i < m`` (8 samples, m = 4: ranks 0-4, 1-5, 2-6, 3-7). A pool of fewer than
+    ``2m`` candidates uses ``m = len(pool) // 2``.
+    ``best_worst``: only the best against the worst. Pairs whose two rewards tie are skipped.
     """
     if mode not in PAIRING_MODES:
         raise ValueError(f"mode must be one of {PAIRING_MODES}, got '{mode}'")
     pairs = []
     for prompt, group in scored.groupby("prompt", sort=False):
         ranked = group.sort_values("reward", ascending=False, kind="stable")
-        n_pairs = 1 if mode == "best_worst" else min(m, len(ranked) // 2)
-        for i in range(n_pairs):
-            best, worst = ranked.iloc[i], ranked.iloc[-1 - i]
+        half = min(m, len(ranked) // 2)
+        ranks = [(0, len(ranked) - 1)] if mode == "best_worst" else [(i, i + half) for i in range(half)]
+        for i, j in ranks:
+            best, worst = ranked.iloc[i], ranked.iloc[j]
             if best.reward <= worst.reward or best.response == worst.response:
                 continue
             pairs.append({

@@ -26,9 +26,15 @@ def test_paper_confidence_checker():
 def test_top_bottom_checker():
     def reference(rewards, m):
         order = np.argsort(-rewards, kind="stable")
+        half = min(m, len(rewards) // 2)
+        return [(int(order[i]), int(order[i + half])) for i in range(half)]
+
+    def outside_in(rewards, m):  # i-th best against i-th worst: not how the authors pair
+        order = np.argsort(-rewards, kind="stable")
         return [(int(order[i]), int(order[-1 - i])) for i in range(min(m, len(rewards) // 2))]
 
     assert exercises.check_top_bottom_pairs(reference)
+    assert not exercises.check_top_bottom_pairs(outside_in)
     assert not exercises.check_top_bottom_pairs(lambda rewards, m: [(int(np.argmax(rewards)), int(np.argmin(rewards)))])
     assert not exercises.check_top_bottom_pairs(unfinished)
 

@@ -31,7 +31,10 @@ def test_best_worst_pairs_refusal_against_own_compliance_and_answer_against_refu
 
 
 def test_top_bottom_and_reference_free_pools():
-    assert len(rerank.make_pairs(pools(), pairing="top_bottom", m=2)) == 3  # 2 for the 4-candidate pool, 1 for the 3
+    top_bottom = rerank.make_pairs(pools(), pairing="top_bottom", m=2)
+    assert len(top_bottom) == 3  # 2 for the 4-candidate pool (ranks 0-2, 1-3), 1 for the 3 (ranks 0-1)
+    harm = pools().query("prompt == 'harm'").sort_values("reward", ascending=False).response.tolist()
+    assert top_bottom.query("prompt == 'harm'")[["chosen", "rejected"]].values.tolist() == [harm[0:3:2], harm[1:4:2]]
     own_only = rerank.make_pairs(pools(), use_references=False)
     assert (own_only.chosen_origin == "policy_sample").all() and (own_only.rejected_origin == "policy_sample").all()
     assert own_only.set_index("prompt").loc["harm", "chosen"] == "fine"
