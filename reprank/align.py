@@ -22,7 +22,10 @@ from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and te
 )
 from reprank.reward import HybridRewardModel
 
-METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy")
+# "paper": the paper's method as the authors run it: p from the current policy's end-token states, the hybrid RM
+# trained jointly (a copy: the caller's RM is left as it was). "confidence_policy": the same with the RM frozen.
+# "confidence": p offline, stored with each pair by notebook 03 (from the RM that built the ranking).
+METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy", "paper")
 
 
 def history_frame(trainer) -> "pd.DataFrame":
@@ -134,6 +137,7 @@ def make_trainer(
         "ipo": ("none", 1.0),
         "confidence": ("column", 1.0),
         "confidence_policy": ("policy", 1.0),
+        "paper": ("policy", 1.0),
         "dpo_smoothing": ("constant", None),
     }[method]
     if method == "dpo_smoothing":
@@ -141,6 +145,14 @@ def make_trainer(
         if not 0.0 < epsilon < 0.5:
             raise ValueError(f"dpo_smoothing needs 0 < epsilon < 0.5 (set epsilon or label_smoothing); got {epsilon}")
         value = 1.0 - epsilon
+    if source == "policy":
+        if reward_model is None:
+            raise ValueError(f"method={method!r} needs reward_model (notebook 01's hybrid RM).")
+        train_reward_model = train_reward_model or method == "paper"
+        # Trained jointly, the RM changes in place: every run starts from the caller's RM, untouched.
+        reward_model = copy.deepcopy(reward_model) if train_reward_model else reward_model
+    else:
+        reward_model = None
     if method == "confidence" and "confidence" not in pairs.column_names:
         raise ValueError("method='confidence' needs a 'confidence' column in pairs.")
     if config.precompute_ref_log_probs and (0 < _pair_visits(config) < len(pairs) or config.world_size > 1):
@@ -158,7 +170,7 @@ def make_trainer(
         peft_config=None if isinstance(model, PeftModel) else (lora or lora_config()),
         confidence_source=source,
         confidence_value=value,
-        reward_model=reward_model if method == "confidence_policy" else None,
+        reward_model=reward_model,
         train_reward_model=train_reward_model,
         alpha=alpha,
         callbacks=callbacks,

@@ -78,6 +78,39 @@ def batched_paper_confidence(
     return confidence.numpy()
 
 
+def fit_alpha(
+    chosen_scores, rejected_scores, label_correct, batch_size: int, seed: int = 0,
+    bounds: tuple[float, float] = (0.1, 100.0),
+) -> float:
+    """The paper's sharpness ``alpha`` fitted like ``tau``: the batch confidence as a probability that a label is right.
+
+    Every pair gets its (seeded, shuffled) batch's ``p = max(sigmoid(alpha * gap), 0.5)`` exactly as training
+    would; ``alpha`` minimises the binary negative log-likelihood of ``label_correct`` over ``log alpha`` within
+    ``bounds``. Needs some wrong labels (e.g. flipped on purpose): with none, the optimum runs to the upper bound.
+    """
+    c, r = _pair(chosen_scores, rejected_scores)
+    y = _numpy(label_correct)
+    if len(y) != len(c):
+        raise ValueError(f"Got {len(c)} pairs but {len(y)} labels; they must pair up.")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("label_correct must hold only 0 and 1.")
+    lo, hi = bounds
+    if not 0 < lo < hi:
+        raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}")
+    # Each pair's batch gap (mean sigma(s_c) - mean sigma(s_r)), with the same batches as batched_paper_confidence.
+    gap = np.empty(len(c))
+    order = torch.randperm(len(c), generator=torch.Generator().manual_seed(seed))
+    for batch in order.split(batch_size):
+        gap[batch.numpy()] = float(torch.sigmoid(c[batch]).mean() - torch.sigmoid(r[batch]).mean())
+
+    def nll(log_alpha: float) -> float:
+        p = np.clip(np.maximum(1 / (1 + np.exp(-np.exp(log_alpha) * gap)), 0.5), 1e-12, 1 - 1e-12)
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    result = minimize_scalar(nll, bounds=(np.log(lo), np.log(hi)), method="bounded")
+    return float(np.exp(result.x))
+
+
 def pair_confidence(chosen_reward: ArrayLike, rejected_reward: ArrayLike, tau: float) -> ArrayLike:
     """Probability that the stored label is right, ``sigmoid((R_c - R_r) / tau)``.
 

@@ -16,7 +16,7 @@ Where ``p`` comes from (``confidence_source``):
 * ``"column"``: a per-pair ``confidence`` column of the dataset;
 * ``"constant"``: one value for every pair. ``p = 1 - eps`` is conservative DPO with label smoothing ``eps``
   (TRL 1.16 ignores ``label_smoothing`` under ``loss_type="sigmoid"``, so smoothing goes through here);
-* ``"policy"``: the paper's variant. Each step, a ``HybridRewardModel`` scores the *current* policy's hidden
+* ``"policy"``: the paper's method (``align`` method ``"paper"``; ``"confidence_policy"`` keeps the RM frozen). Each step, a ``HybridRewardModel`` scores the *current* policy's hidden
   states at the end tokens of chosen and rejected (taken, detached, from the training forward itself:
   ``output_hidden_states=True`` on the policy call, read by a hook on the transformer body), and the batch gets
   ``p = max(sigmoid(alpha (mean sigmoid(s_c) - mean sigmoid(s_r))), 0.5)``. With ``train_reward_model=True``
@@ -231,8 +231,12 @@ class ConfidenceDPOTrainer(DPOTrainer):
             self._metrics[mode]["reward_model/loss"].append(rm_loss.item())
         chosen, rejected = chosen.detach(), rejected.detach()
         gap = torch.sigmoid(chosen).mean() - torch.sigmoid(rejected).mean()
-        self._metrics[mode]["reward_model/accuracy"].append((chosen > rejected).float().mean().item())
-        return torch.sigmoid(self.alpha * gap).clamp(min=0.5)
+        p = torch.sigmoid(self.alpha * gap).clamp(min=0.5)
+        # Per step: the share of pairs the current-state reward orders against the stored label, and whether
+        # the batch sits at the 0.5 floor (its pairs then pull neither way). Averaged over steps: shares.
+        self._metrics[mode]["reward_model/disagreement"].append((chosen <= rejected).float().mean().item())
+        self._metrics[mode]["confidence/at_floor"].append(float(p.item() <= 0.5))
+        return p
 
 
 def _causal_lm(model):

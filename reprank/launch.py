@@ -132,7 +132,7 @@ class ReprankTrainArgs:
     split: str | None = field(default=None, metadata={"help": "train only on pairs of this split (default: all)"})
     epsilon: float | None = field(default=None, metadata={"help": "label smoothing for --method dpo_smoothing"})
     nll_weight: float = field(default=0.0, metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term"})
-    reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, confidence_policy"})
+    reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, for confidence_policy and paper"})
     model_id: str = field(default=DEFAULT_MODEL, metadata={"help": "the policy model (default: the offline default)"})
     dtype: str = field(default="auto", metadata={"help": "auto (GPU: bf16, else fp16; CPU: fp32), float32, ..."})
     quiet: bool = field(default=False, metadata={"help": "no progress bars or summary line"})
@@ -175,9 +175,9 @@ def train(args: argparse.Namespace) -> Path:
     kwargs = {}
     if args.method == "dpo_smoothing":
         kwargs["epsilon"] = args.epsilon
-    if args.method == "confidence_policy":
+    if args.method in ("confidence_policy", "paper"):
         if not args.reward_model:
-            raise SystemExit("--method confidence_policy needs --reward-model (a saved HybridRewardModel)")
+            raise SystemExit(f"--method {args.method} needs --reward-model (a saved HybridRewardModel)")
         from .reward import HybridRewardModel
 
         kwargs["reward_model"] = HybridRewardModel.load(args.reward_model)

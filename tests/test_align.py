@@ -185,10 +185,25 @@ def test_policy_confidence_trains_the_reward_model_when_asked(tokenizer, tmp_pat
         tiny_model(tokenizer), tokenizer, pairs(), method="confidence_policy", reward_model=rm,
         train_reward_model=True, config=config(tmp_path),
     )
-    assert not torch.equal(rm.probe_weight, before)
+    assert not torch.equal(trainer.reward_model.probe_weight.cpu(), before)
+    assert torch.equal(rm.probe_weight, before)  # the caller's RM is left as it was (a later run starts from it)
     logged = [row for row in trainer.state.log_history if "confidence/mean" in row]
     assert len(logged) == 2 and all(0.5 <= row["confidence/mean"] <= 1.0 for row in logged)
     assert all("reward_model/loss" in row for row in logged)
+
+
+def test_the_paper_method_trains_the_rm_jointly_and_logs_floor_and_disagreement(tokenizer, tmp_path, reward_model):
+    trainer, _ = align.train_dpo(tiny_model(tokenizer), tokenizer, pairs(), method="paper", reward_model=reward_model,
+                                 alpha=1.0, config=config(tmp_path))
+    assert trainer.reward_optimizer is not None and trainer.reward_model is not reward_model
+    logged = [row for row in trainer.state.log_history if "confidence/mean" in row]
+    assert len(logged) == 2
+    for row in logged:
+        assert row["confidence/at_floor"] in (0.0, 1.0) and 0.0 <= row["reward_model/disagreement"] <= 1.0
+        # alpha 1: p = sigmoid(gap) with |gap| <= 1, so p < sigmoid(1) < 1 — it can bind
+        assert 0.5 <= row["confidence/mean"] < 0.74
+    with pytest.raises(ValueError, match="needs reward_model"):
+        align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="paper", config=config(tmp_path))
 
 
 @pytest.mark.parametrize("method", align.METHODS)

@@ -91,3 +91,21 @@ def test_detection_auroc():
     assert confidence.detection_auroc(conf, flipped) == 1.0
     with pytest.raises(ValueError, match="both"):
         confidence.detection_auroc(conf, np.zeros(50, dtype=bool))
+
+
+def test_fit_alpha_makes_the_batch_confidence_a_probability_of_a_right_label():
+    rng = np.random.default_rng(0)
+    n = 400
+    chosen, rejected = rng.normal(2, 1, n), rng.normal(-2, 1, n)  # a reward that agrees with every true label
+    flipped = confidence.flip_pairs(n, 0.25, seed=1)
+    stored_c, stored_r = np.where(flipped, rejected, chosen), np.where(flipped, chosen, rejected)
+    alpha = confidence.fit_alpha(stored_c, stored_r, ~flipped, batch_size=4)
+    p = confidence.batched_paper_confidence(stored_c, stored_r, 4, alpha=alpha)
+    # Calibrated on average: the mean p matches the share of right labels, far below the paper's alpha = 7.5.
+    assert abs(p.mean() - (1 - flipped.mean())) < 0.05
+    assert 0.5 < alpha < 7.5
+    assert confidence.batched_paper_confidence(stored_c, stored_r, 4, alpha=7.5).mean() > p.mean() + 0.05
+    # No wrong labels: the likelihood only grows with alpha, so the fit runs to the bound it is given.
+    assert confidence.fit_alpha(chosen, rejected, np.ones(n), batch_size=4, bounds=(0.1, 50)) > 49
+    with pytest.raises(ValueError, match="pair up"):
+        confidence.fit_alpha(chosen, rejected, np.ones(n - 1), batch_size=4)
