@@ -68,14 +68,23 @@ def batched_paper_confidence(
     The paper's p belongs to a batch, not a pair, so one pair's confidence depends on its batch mates.
     ``batch_size=1`` gives the per-pair version of the same formula.
     """
+    c, r = _pair(chosen_scores, rejected_scores)
+    batch = torch.from_numpy(batch_ids(len(c), batch_size, seed))
+    confidence = torch.empty(len(c), dtype=c.dtype)
+    for b in batch.unique():
+        members = batch == b
+        confidence[members] = paper_batch_confidence(c[members], r[members], alpha)
+    return confidence.numpy()
+
+
+def batch_ids(n: int, batch_size: int, seed: int = 0) -> np.ndarray:
+    """The batch each of ``n`` pairs falls in after a seeded shuffle (what ``batched_paper_confidence`` uses)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
-    c, r = _pair(chosen_scores, rejected_scores)
-    order = torch.randperm(len(c), generator=torch.Generator().manual_seed(seed))
-    confidence = torch.empty(len(c), dtype=c.dtype)
-    for batch in order.split(batch_size):
-        confidence[batch] = paper_batch_confidence(c[batch], r[batch], alpha)
-    return confidence.numpy()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    ids = np.empty(n, dtype=np.int64)
+    ids[order] = np.arange(n) // batch_size
+    return ids
 
 
 def fit_alpha(
@@ -98,10 +107,9 @@ def fit_alpha(
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}")
     # Each pair's batch gap (mean sigma(s_c) - mean sigma(s_r)), with the same batches as batched_paper_confidence.
-    gap = np.empty(len(c))
-    order = torch.randperm(len(c), generator=torch.Generator().manual_seed(seed))
-    for batch in order.split(batch_size):
-        gap[batch.numpy()] = float(torch.sigmoid(c[batch]).mean() - torch.sigmoid(r[batch]).mean())
+    batch = batch_ids(len(c), batch_size, seed)
+    sig_c, sig_r = pd.Series(torch.sigmoid(c).numpy()), pd.Series(torch.sigmoid(r).numpy())
+    gap = (sig_c.groupby(batch).transform("mean") - sig_r.groupby(batch).transform("mean")).to_numpy()
 
     def nll(log_alpha: float) -> float:
         p = np.clip(np.maximum(1 / (1 + np.exp(-np.exp(log_alpha) * gap)), 0.5), 1e-12, 1 - 1e-12)
