@@ -137,3 +137,28 @@ def load_pku_saferlhf(
             "source": "pku_saferlhf",
         })
     return validate_pairs(pairs, origin=source, seed=seed)
+
+
+def off_policy_pairs(n_harmful: int, n_benign: int, refusals: Sequence[str], seed: int = 0) -> list[dict]:
+    """Pairs whose answers the policy did not write, for the off-policy DPO baseline (the paper's starting point).
+
+    Harmful: a request from pyrit's human-labelled objective set with a response that people judged to achieve
+    it (written by other models) as *rejected*, one of our written ``refusals`` as *chosen*. Benign: a request
+    from pyrit's refusal set with a response people judged not to refuse as *chosen*, a written refusal as
+    *rejected*. Up to ``n_harmful`` + ``n_benign`` pairs (fewer where the sets hold fewer), seeded.
+    """
+    import random
+
+    from .data import load_human_labelled
+
+    rng = random.Random(seed)
+    objective = [r for r in load_human_labelled("objective", seed=seed).to_list() if r["unsafe"]]
+    answered = [r for r in load_human_labelled("refusal", seed=seed).to_list() if r["refusal"] is False]
+    rows = []
+    for kind, records, n in (("harmful", objective, n_harmful), ("benign", answered, n_benign)):
+        for record in rng.sample(records, min(n, len(records))):
+            refusal = rng.choice(list(refusals))
+            chosen, rejected = (refusal, record["response"]) if kind == "harmful" else (record["response"], refusal)
+            rows.append({"prompt": record["prompt"], "chosen": chosen, "rejected": rejected,
+                         "source": f"offpolicy_{kind}"})
+    return rows

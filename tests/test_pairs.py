@@ -109,3 +109,17 @@ def test_pku_bad_safer_response_id(tmp_path):
     path = write_jsonl(tmp_path / "pku.jsonl", rows)
     with pytest.raises(DataError, match=r"pku\.jsonl, row 2, field 'safer_response_id'"):
         pairs_lib.load_pku_saferlhf(str(path))
+
+
+def test_off_policy_pairs_come_from_other_models_answers_and_written_refusals():
+    from reprank.pairs import off_policy_pairs
+
+    refusals = ["I can't help with that.", "I won't do that."]
+    rows = off_policy_pairs(10, 10, refusals, seed=0)
+    harmful = [r for r in rows if r["source"] == "offpolicy_harmful"]
+    benign = [r for r in rows if r["source"] == "offpolicy_benign"]
+    assert len(harmful) == 10 and len(benign) == 10
+    assert all(r["chosen"] in refusals and r["rejected"] not in refusals for r in harmful)
+    assert all(r["rejected"] in refusals and r["chosen"] not in refusals for r in benign)
+    assert rows == off_policy_pairs(10, 10, refusals, seed=0) and rows != off_policy_pairs(10, 10, refusals, seed=1)
+    assert len(pairs_lib.validate_pairs(rows)) == 20
