@@ -72,3 +72,25 @@ def generate_responses(
     finally:
         tokenizer.padding_side = previous_side
     return results
+
+
+@torch.inference_mode()
+def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], *,
+                            max_response_tokens: int | None = 96, batch_size: int = 16) -> list[float]:
+    """Mean log-probability per token of each response given its prompt, under ``model``.
+
+    How "on-policy" a text is: the policy's own samples score high, answers written by other models or
+    people lower. Responses are cut to ``max_response_tokens`` tokens, as everywhere in the series.
+    """
+    from .extraction import truncate_response
+
+    device, scores = model_device(model), []
+    for start in range(0, len(prompts), batch_size):
+        for prompt, response in zip(prompts[start:start + batch_size], responses[start:start + batch_size]):
+            context = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+            answer = tokenizer(truncate_response(tokenizer, response, max_response_tokens),
+                               add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([context + answer], device=device)
+            log_probs = model(input_ids=ids).logits[0, len(context) - 1:-1].float().log_softmax(-1)
+            scores.append(float(log_probs.gather(1, ids[0, len(context):, None]).mean()))
+    return scores

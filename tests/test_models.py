@@ -132,3 +132,16 @@ def test_a_truncated_cached_model_is_rebuilt_saying_so(default_model, monkeypatc
     with torch.no_grad():
         assert torch.equal(rebuilt.model(**ids).logits, default_model.model(**ids).logits)
     assert models.load_model().from_cache  # and the rebuilt cache is used from then on
+
+
+def test_response_log_likelihood_prefers_the_models_own_greedy_answer():
+    from reprank import generation
+    from reprank.models import load_model
+
+    loaded = load_model("smollm2-135m-gguf")
+    prompt = "What is the capital of France?"
+    own = generation.generate_responses(loaded.model, loaded.tokenizer, [prompt],
+                                        generation.SamplingConfig(max_new_tokens=12), progress=False)[0][0]
+    other = "Honestly, cheese tastes purple on a Tuesday, my friend."
+    scores = generation.response_log_likelihood(loaded.model, loaded.tokenizer, [prompt, prompt], [own, other])
+    assert scores[0] > scores[1] + 1.0 and all(s < 0 for s in scores)
