@@ -42,13 +42,29 @@ def count_parameters(model: torch.nn.Module, include_embeddings: bool = False) -
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)  # parameters() already dedups
 
 
-def _dims(model: torch.nn.Module) -> tuple[int, int, int]:
-    config = model.config
-    return config.num_hidden_layers, config.hidden_size, config.vocab_size
+@dataclass(frozen=True)
+class ModelSize:
+    """What the FLOPs model needs of a model: Kaplan's ``N`` (non-embedding parameters, as
+    ``count_parameters``), layers, hidden size and vocabulary. The FLOPs functions take one in place of a
+    model, so a configuration can be costed without loading it (``compute_ratios``)."""
+
+    n_params: float
+    n_layers: int
+    d_model: int
+    vocab: int
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "ModelSize":
+        config = model.config
+        return cls(count_parameters(model), config.num_hidden_layers, config.hidden_size, config.vocab_size)
+
+
+def _size(model: "torch.nn.Module | ModelSize") -> ModelSize:
+    return model if isinstance(model, ModelSize) else ModelSize.of(model)
 
 
 def forward_flops(
-    model: torch.nn.Module, n_tokens: int, context: float | None = None, include_head: bool = True
+    model: "torch.nn.Module | ModelSize", n_tokens: int, context: float | None = None, include_head: bool = True
 ) -> float:
     """Approximate FLOPs of a forward pass over ``n_tokens`` tokens (Kaplan et al. 2020).
 
@@ -56,17 +72,17 @@ def forward_flops(
     head when ``include_head`` (generation, log-probs). Hidden-state extraction runs only the body: pass
     ``include_head=False``. ``context`` is the number of positions each token attends to; it defaults to
     ``n_tokens`` (one sequence, Kaplan's ``n_ctx``). For a batch, pass the total tokens and the per-sequence
-    context.
+    context. ``model`` may be a ``ModelSize``.
     """
-    n_layers, d_model, vocab = _dims(model)
+    size = _size(model)
     context = n_tokens if context is None else context
-    flops = 2 * count_parameters(model) * n_tokens + 2 * n_layers * context * d_model * n_tokens
+    flops = 2 * size.n_params * n_tokens + 2 * size.n_layers * context * size.d_model * n_tokens
     if include_head:
-        flops += 2 * d_model * vocab * n_tokens
+        flops += 2 * size.d_model * size.vocab * n_tokens
     return float(flops)
 
 
-def generation_flops(model: torch.nn.Module, prompt_tokens: int, new_tokens: int) -> float:
+def generation_flops(model: "torch.nn.Module | ModelSize", prompt_tokens: int, new_tokens: int) -> float:
     """Approximate FLOPs to sample ``new_tokens`` after a ``prompt_tokens`` prompt, one sequence, with a KV cache.
 
     The prefill runs the body over the prompt and the head at its last position only (as ``generate`` does)
@@ -75,11 +91,11 @@ def generation_flops(model: torch.nn.Module, prompt_tokens: int, new_tokens: int
     """
     if new_tokens <= 0:
         return 0.0
-    _, d_model, vocab = _dims(model)
-    prefill = forward_flops(model, prompt_tokens, include_head=False) + 2 * d_model * vocab
+    size = _size(model)
+    prefill = forward_flops(size, prompt_tokens, include_head=False) + 2 * size.d_model * size.vocab
     # Decode step k (1..new_tokens-1) attends to prompt_tokens + k positions; the cost is linear in the
     # context, so all steps together cost (new_tokens - 1) tokens at the mean context.
-    decode = forward_flops(model, new_tokens - 1, context=prompt_tokens + new_tokens / 2)
+    decode = forward_flops(size, new_tokens - 1, context=prompt_tokens + new_tokens / 2)
     return prefill + decode
 
 
@@ -95,7 +111,8 @@ def sampling_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], ne
     SmolLM2), and every answer at the full token budget (an upper bound when answers stop early).
     """
     lengths = _templated_lengths(tokenizer, (format_prompt(tokenizer, p) for p in prompts))
-    return float(samples_per_prompt * sum(generation_flops(model, n, new_tokens) for n in lengths))
+    size = ModelSize.of(model)  # counted once, not per prompt
+    return float(samples_per_prompt * sum(generation_flops(size, n, new_tokens) for n in lengths))
 
 
 def scoring_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], responses: Iterable[str],
@@ -103,8 +120,9 @@ def scoring_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], res
     """FLOPs of scoring each (prompt, response) with the hybrid RM: one body forward (no vocabulary head)
     over the chat-template conversation, plus the RM itself when ``rm_layers`` is given."""
     lengths = _templated_lengths(tokenizer, (format_conversation(tokenizer, p, r) for p, r in zip(prompts, responses)))
-    rm = rm_flops(rm_layers, _dims(model)[1]) if rm_layers else 0.0
-    return float(sum(forward_flops(model, n, include_head=False) + rm for n in lengths))
+    size = ModelSize.of(model)
+    rm = rm_flops(rm_layers, size.d_model) if rm_layers else 0.0
+    return float(sum(forward_flops(size, n, include_head=False) + rm for n in lengths))
 
 
 def training_flops(forward: float) -> float:
@@ -116,7 +134,7 @@ def training_flops(forward: float) -> float:
     return 3.0 * forward
 
 
-def dpo_training_flops(model: torch.nn.Module, mean_sequence_tokens: float, steps: int, pairs_per_step: int) -> float:
+def dpo_training_flops(model: "torch.nn.Module | ModelSize", mean_sequence_tokens: float, steps: int, pairs_per_step: int) -> float:
     """Approximate FLOPs of ``steps`` DPO steps of ``pairs_per_step`` pairs, sequences of the given mean length.
 
     Each pair is two sequences (prompt + chosen, prompt + rejected); each sequence costs a policy forward and

@@ -40,6 +40,17 @@ def test_forward_and_generation_flops():
     assert compute.rm_flops(30, 576) == 2 * 30 * 576 + 2 * 30 * 30 + 4 * 30
 
 
+def test_model_size_stands_in_for_the_model():
+    """The sizes alone give the same FLOPs as the model: compute_ratios costs configurations it never loads."""
+    model = tiny_llama(tied=False)
+    size = compute.ModelSize.of(model)
+    assert size == compute.ModelSize(BODY, LAYERS, D, VOCAB)
+    assert compute.forward_flops(size, 10, context=4) == compute.forward_flops(model, 10, context=4)
+    assert compute.generation_flops(size, 6, 3) == compute.generation_flops(model, 6, 3)
+    assert compute.dpo_training_flops(size, 10, 3, 2) == compute.dpo_training_flops(model, 10, 3, 2)
+    assert compute.forward_flops(compute.ModelSize(2 * BODY, LAYERS, D, VOCAB), 10) > compute.forward_flops(model, 10)
+
+
 def test_dpo_training_flops_counts_policy_train_and_reference_forward():
     model = tiny_llama(tied=True)
     seq = compute.forward_flops(model, 10)
