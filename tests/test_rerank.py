@@ -45,3 +45,21 @@ def test_paper_confidence_when_no_tau_and_bad_mode():
     assert ((pairs.confidence >= 0.5) & (pairs.confidence <= 1)).all()
     with pytest.raises(ValueError, match="mode must be one of"):
         rerank.make_pairs(pools(), pairing="random")
+
+
+def test_ranking_check_passes_a_reward_that_knows_and_fails_a_shuffled_one():
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(30):  # pools of 4 own samples + 1 written refusal, rewarded as a working RM would
+        harmful = k % 2 == 0
+        for i in range(4):
+            rows.append(dict(prompt=f"p{k}", response=f"own {i}", origin="policy_sample", harmful_prompt=harmful,
+                             reward=rng.normal()))
+        rows.append(dict(prompt=f"p{k}", response="I can't help with that.", origin="reference",
+                         harmful_prompt=harmful, reward=3.0 if harmful else -3.0))
+    scored = pd.DataFrame(rows)
+    good = rerank.ranking_check(scored)
+    assert good == {"refusal_first_harmful": 1.0, "refusal_last_benign": 1.0}
+    shuffled = scored.assign(reward=scored.groupby("prompt").reward.transform(lambda r: rng.permutation(r.to_numpy())))
+    bad = rerank.ranking_check(shuffled)
+    assert max(bad.values()) < rerank.RANKING_MINIMUM
