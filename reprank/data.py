@@ -10,22 +10,22 @@ Preference pairs (their schema, JSONL files, PKU-SafeRLHF) live in `reprank.pair
 
 from __future__ import annotations
 
-import csv
 import glob
 import hashlib
-import io
 import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
 import datasets
 import yaml
 
+from . import fileio
 from .errors import UserError
-from .fileio import FileFormatError, read_jsonl, read_text
+from .fileio import read_jsonl
 
 HARMFUL_SOURCES = ("strongreject", "harmbench", "advbench")
 SPLITS = ("train", "validation", "test")
@@ -116,12 +116,8 @@ def check_bool(origin: str, row: int, record: Mapping, field: str, optional: boo
     raise field_error(origin, row, field, f"must be {allowed}, got {type(value).__name__} {value!r:.40}")
 
 
-def _read_text(path: Path) -> str:
-    """`fileio.read_text`, raising DataError so callers catch one error class for all data problems."""
-    try:
-        return read_text(path)
-    except FileFormatError as exc:
-        raise DataError(str(exc)) from None
+# fileio's readers, raising DataError so callers catch one error class for all data problems.
+_read_text = partial(fileio.read_text, error=DataError)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -213,25 +209,7 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- human labels
 
 
-def read_csv(path: str | Path, required: Sequence[str] = ()) -> list[dict]:
-    """CSV rows as dicts, skipping leading `#` comment lines only (quoted fields may contain `#`)."""
-    lines = _read_text(Path(path)).splitlines(keepends=True)
-    start = 0
-    while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
-        start += 1
-    reader = csv.DictReader(io.StringIO("".join(lines[start:]), newline=""))
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise DataError(f"{path}: invalid CSV near data row {reader.line_num} ({exc})") from None
-    header = reader.fieldnames or []
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing required column(s) {missing}; header is {header}")
-    for i, row in enumerate(rows, start=1):
-        if None in row or None in row.values():
-            raise DataError(f"{path}, row {i}: has {len(row.get(None, []))} extra or missing field(s) vs the header")
-    return rows
+read_csv = partial(fileio.read_csv, error=DataError)  # leading `#` comment lines skipped
 
 
 def read_pyrit_csv(path: str | Path) -> list[dict]:
