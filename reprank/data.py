@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from importlib import metadata
@@ -206,6 +207,24 @@ def load_benign_prompts(path: str | Path | None = None, seed: int = 0) -> datase
     out = read_prompt_rows(path, ("prompt", "category", "style"), ("sounds_harmful",))
     out["split"] = [assign_split(prompt, seed) for prompt in out["prompt"]]
     return datasets.Dataset.from_dict(out)
+
+
+def load_heldout_harmful_prompts(path: str | Path | None = None) -> datasets.Dataset:
+    """Held-out harmful requests, never trained on: `data/heldout_harmful_prompts.jsonl` (fields prompt,
+    category, style). Columns as `load_harmful_prompts`: prompt, source "heldout_written", category,
+    split "heldout". A prompt that near-duplicates a benchmark prompt is dropped, with a warning."""
+    path = Path(path) if path is not None else data_dir() / "heldout_harmful_prompts.jsonl"
+    out = read_prompt_rows(path, ("prompt", "category", "style"))
+    benchmark = load_harmful_prompts(near_duplicate_threshold=None)["prompt"]
+    overlap = near_duplicates_of(out["prompt"], benchmark)
+    if overlap:
+        (i, (j, similarity)), *_ = sorted(overlap.items())
+        warnings.warn(f"{path}: dropped {len(overlap)} prompt(s) that near-duplicate benchmark prompts, e.g. row "
+                      f"{i + 1} ~ {benchmark[j]!r} (cosine {similarity:.2f})", stacklevel=2)
+    keep = [i for i in range(len(out["prompt"])) if i not in overlap]
+    return datasets.Dataset.from_dict({
+        "prompt": [out["prompt"][i] for i in keep], "source": ["heldout_written"] * len(keep),
+        "category": [out["category"][i] for i in keep], "split": ["heldout"] * len(keep)})
 
 
 def load_refusals(path: str | Path | None = None) -> list[str]:
