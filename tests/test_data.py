@@ -302,10 +302,20 @@ def test_summary_markdown(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRANK_DATA_DIR", str(tmp_path))  # benign/refusals absent -> listed as unavailable
     counts = datasheet.summary()
     assert counts["harmful"]["source"]["strongreject"] == 313
-    assert set(counts["unavailable"]) == {"benign", "refusals"}
+    assert set(counts["unavailable"]) == {"benign", "refusals", "heldout",
+                                          "heldout_dropped_as_benchmark_near_duplicates"}
     table = datasheet.summary_markdown(counts)
     assert table.startswith("| dataset | by | value | rows |")
     assert "| harmful | source | strongreject | 313 |" in table
+    dropped = counts["harmful_near_duplicates_dropped"]
+    assert dropped["total"]["all"] == 1008 - counts["harmful"]["total"]["all"]
+    assert "strongreject" not in dropped["source"]
+
+
+def test_summary_counts_the_real_heldout_file():
+    counts = datasheet.summary()
+    assert counts["heldout"]["total"]["all"] == 60 and counts["heldout"]["split"] == {"heldout": 60}
+    assert counts["heldout_dropped_as_benchmark_near_duplicates"]["total"]["all"] == 0
 
 
 def test_data_errors_are_one_line_user_errors(tmp_path):
