@@ -10,22 +10,23 @@ Preference pairs (their schema, JSONL files, PKU-SafeRLHF) live in `reprank.pair
 
 from __future__ import annotations
 
-import csv
 import glob
 import hashlib
-import io
 import os
-import re
-import unicodedata
+import warnings
 from collections.abc import Mapping, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
 import datasets
 import yaml
 
+from .dedup import (NEAR_DUPLICATE_THRESHOLD, near_duplicate_groups, near_duplicate_pairs,  # noqa: F401
+                    near_duplicates_of, normalize_prompt)
+from . import fileio
 from .errors import UserError
-from .fileio import FileFormatError, read_jsonl, read_text
+from .fileio import read_jsonl
 
 HARMFUL_SOURCES = ("strongreject", "harmbench", "advbench")
 SPLITS = ("train", "validation", "test")
@@ -70,13 +71,6 @@ def wheel_file(dist: str, relative: str) -> Path:
     return path
 
 
-def normalize_prompt(text: str) -> str:
-    """Casefold, drop punctuation and collapse whitespace (the key used for dedup and splits)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[^\w\s]|_", " ", text)
-    return " ".join(text.split())
-
-
 def assign_split(prompt: str, seed: int = 0, fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> str:
     """Deterministic split for a prompt, from a hash of its normalized text (never from row order)."""
     if len(fractions) != len(SPLITS) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
@@ -116,12 +110,8 @@ def check_bool(origin: str, row: int, record: Mapping, field: str, optional: boo
     raise field_error(origin, row, field, f"must be {allowed}, got {type(value).__name__} {value!r:.40}")
 
 
-def _read_text(path: Path) -> str:
-    """`fileio.read_text`, raising DataError so callers catch one error class for all data problems."""
-    try:
-        return read_text(path)
-    except FileFormatError as exc:
-        raise DataError(str(exc)) from None
+# fileio's readers, raising DataError so callers catch one error class for all data problems.
+_read_text = partial(fileio.read_text, error=DataError)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -160,10 +150,13 @@ def _advbench() -> list[dict]:
 _HARMFUL_READERS = {"strongreject": _strongreject, "harmbench": _harmbench, "advbench": _advbench}
 
 
-def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0) -> datasets.Dataset:
-    """Harmful prompts (columns prompt, source, category, split), deduplicated on `normalize_prompt`.
+def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0,
+                         near_duplicate_threshold: float | None = NEAR_DUPLICATE_THRESHOLD) -> datasets.Dataset:
+    """Harmful prompts (columns prompt, source, category, split), deduplicated.
 
-    Duplicates within and across sources keep the first occurrence in `sources` order.
+    Exact duplicates (same `normalize_prompt` text) and near-duplicates (`reprank.dedup`: TF-IDF cosine ≥
+    `near_duplicate_threshold`; None: exact only) keep one prompt per group: the first in `sources` order.
+    So every kept prompt's split is still `assign_split(prompt, seed)` and no two kept prompts are alike.
     """
     unknown = [s for s in sources if s not in _HARMFUL_READERS]
     if unknown:
@@ -173,32 +166,65 @@ def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0
     for source in sources:
         for row in _HARMFUL_READERS[source]():
             key = normalize_prompt(row["prompt"])
-            if key in seen:
-                continue
-            seen.add(key)
-            rows.append({**row, "source": source, "split": assign_split(row["prompt"], seed)})
+            if key not in seen:
+                seen.add(key)
+                rows.append({**row, "source": source})
+    if near_duplicate_threshold is not None:
+        later = {i for group in near_duplicate_groups([r["prompt"] for r in rows], near_duplicate_threshold)
+                 for i in group[1:]}
+        rows = [r for i, r in enumerate(rows) if i not in later]
+    for row in rows:
+        row["split"] = assign_split(row["prompt"], seed)
     columns = ("prompt", "source", "category", "split")
     return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+
+
+def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = ()) -> dict[str, list]:
+    """Columns of a hand-written JSONL prompt file: non-empty strings `fields` (prompt first), booleans `flags`.
+
+    A repeated prompt, exact or near (`reprank.dedup`), is an error naming both rows: reword or drop one.
+    """
+    origin, first_row = str(path), {}
+    out: dict[str, list] = {c: [] for c in (*fields, *flags)}
+    for i, row in enumerate(read_jsonl(path, error=DataError), start=1):
+        key = normalize_prompt(check_str(origin, i, row, "prompt"))
+        if key in first_row:
+            raise field_error(origin, i, "prompt", f"duplicate of row {first_row[key]}")
+        first_row[key] = i
+        for c in fields:
+            out[c].append(check_str(origin, i, row, c))
+        for c in flags:
+            out[c].append(check_bool(origin, i, row, c))
+    for i, j, similarity in near_duplicate_pairs(out["prompt"])[:1]:
+        raise field_error(origin, j + 1, "prompt", f"near-duplicate of row {i + 1} (TF-IDF cosine {similarity:.2f} "
+                                                   f">= {NEAR_DUPLICATE_THRESHOLD}); reword or drop one")
+    return out
 
 
 def load_benign_prompts(path: str | Path | None = None, seed: int = 0) -> datasets.Dataset:
     """Benign prompts from `data/benign_prompts.jsonl` (prompt, category, style, sounds_harmful, split)."""
     path = Path(path) if path is not None else data_dir() / "benign_prompts.jsonl"
-    origin = str(path)
-    out: dict[str, list] = {c: [] for c in ("prompt", "category", "style", "sounds_harmful", "split")}
-    first_row: dict[str, int] = {}
-    for i, row in enumerate(read_jsonl(path, error=DataError), start=1):
-        prompt = check_str(origin, i, row, "prompt")
-        key = normalize_prompt(prompt)
-        if key in first_row:
-            raise field_error(origin, i, "prompt", f"duplicate of row {first_row[key]}")
-        first_row[key] = i
-        out["prompt"].append(prompt)
-        out["category"].append(check_str(origin, i, row, "category"))
-        out["style"].append(check_str(origin, i, row, "style"))
-        out["sounds_harmful"].append(check_bool(origin, i, row, "sounds_harmful"))
-        out["split"].append(assign_split(prompt, seed))
+    out = read_prompt_rows(path, ("prompt", "category", "style"), ("sounds_harmful",))
+    out["split"] = [assign_split(prompt, seed) for prompt in out["prompt"]]
     return datasets.Dataset.from_dict(out)
+
+
+def load_heldout_harmful_prompts(path: str | Path | None = None) -> datasets.Dataset:
+    """Held-out harmful requests, never trained on: `data/heldout_harmful_prompts.jsonl` (fields prompt,
+    category, style). Columns as `load_harmful_prompts`: prompt, source "heldout_written", category,
+    split "heldout". A prompt that near-duplicates a benchmark prompt is dropped, with a warning."""
+    path = Path(path) if path is not None else data_dir() / "heldout_harmful_prompts.jsonl"
+    out = read_prompt_rows(path, ("prompt", "category", "style"))
+    benchmark = load_harmful_prompts(near_duplicate_threshold=None)["prompt"]
+    overlap = near_duplicates_of(out["prompt"], benchmark)
+    if overlap:
+        (i, (j, similarity)), *_ = sorted(overlap.items())
+        warnings.warn(f"{path}: dropped {len(overlap)} prompt(s) that near-duplicate benchmark prompts, e.g. row "
+                      f"{i + 1} ~ {benchmark[j]!r} (cosine {similarity:.2f})", stacklevel=2)
+    keep = [i for i in range(len(out["prompt"])) if i not in overlap]
+    return datasets.Dataset.from_dict({
+        "prompt": [out["prompt"][i] for i in keep], "source": ["heldout_written"] * len(keep),
+        "category": [out["category"][i] for i in keep], "split": ["heldout"] * len(keep)})
 
 
 def load_refusals(path: str | Path | None = None) -> list[str]:
@@ -213,25 +239,7 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- human labels
 
 
-def read_csv(path: str | Path, required: Sequence[str] = ()) -> list[dict]:
-    """CSV rows as dicts, skipping leading `#` comment lines only (quoted fields may contain `#`)."""
-    lines = _read_text(Path(path)).splitlines(keepends=True)
-    start = 0
-    while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
-        start += 1
-    reader = csv.DictReader(io.StringIO("".join(lines[start:]), newline=""))
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise DataError(f"{path}: invalid CSV near data row {reader.line_num} ({exc})") from None
-    header = reader.fieldnames or []
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing required column(s) {missing}; header is {header}")
-    for i, row in enumerate(rows, start=1):
-        if None in row or None in row.values():
-            raise DataError(f"{path}, row {i}: has {len(row.get(None, []))} extra or missing field(s) vs the header")
-    return rows
+read_csv = partial(fileio.read_csv, error=DataError)  # leading `#` comment lines skipped
 
 
 def read_pyrit_csv(path: str | Path) -> list[dict]:

@@ -7,13 +7,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import datasets
 
-from .data import DataError, load_benign_prompts, load_harmful_prompts, load_human_labelled, load_refusals
+from .data import (DataError, data_dir, load_benign_prompts, load_harmful_prompts, load_heldout_harmful_prompts,
+                   load_human_labelled, load_refusals, read_prompt_rows)
+
+
+def _near_duplicates_dropped() -> list[dict]:
+    """Benchmark prompts that exact dedup keeps and near-duplicate dedup drops (source, split of each)."""
+    kept = set(load_harmful_prompts()["prompt"])
+    return [r for r in load_harmful_prompts(near_duplicate_threshold=None).to_list() if r["prompt"] not in kept]
+
+
+def _heldout_dropped() -> list[str]:
+    """Held-out prompts dropped because they near-duplicate a benchmark prompt."""
+    path = data_dir() / "heldout_harmful_prompts.jsonl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = set(load_heldout_harmful_prompts(path)["prompt"])
+    return [p for p in read_prompt_rows(path, ("prompt",))["prompt"] if p not in kept]
 
 
 def summary() -> dict:
@@ -36,8 +53,11 @@ def summary() -> dict:
 
     count("harmful", load_harmful_prompts,
           {"source": col("source"), "category": col("category"), "split": col("split")})
+    count("harmful_near_duplicates_dropped", _near_duplicates_dropped, {"source": col("source"), "split": col("split")})
     count("benign", load_benign_prompts,
           {"sounds_harmful": col("sounds_harmful"), "category": col("category"), "split": col("split")})
+    count("heldout", load_heldout_harmful_prompts, {"category": col("category"), "split": col("split")})
+    count("heldout_dropped_as_benchmark_near_duplicates", _heldout_dropped, {})
     count("refusals", load_refusals, {})
     count("human_objective", lambda: load_human_labelled("objective"),
           {"unsafe": col("unsafe"), "harm_category": col("harm_category"), "split": col("split")})

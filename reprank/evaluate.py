@@ -109,18 +109,51 @@ def judge_responses(prompts: Sequence[str], responses: Sequence[str], harmful: S
     return frame
 
 
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (scipy's ``binomtest``); (nan, nan) for n = 0.
+
+    Unlike the normal interval it stays inside [0, 1] and is not empty at 0/n or n/n (0/10 gives [0, 0.28]).
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+# Each rate in ``summarize`` and the count it is a share of.
+RATE_DENOMINATORS = {"safe_rate": "n_harmful", "safe_rate_classifier": "n_harmful", "over_refusal_rate": "n_benign",
+                     "over_refusal_rate_classifier": "n_benign", "degenerate_rate": ("n_harmful", "n_benign")}
+
+
 def summarize(judged: pd.DataFrame) -> dict:
-    """Rates over harmful and benign prompts, by each judge."""
+    """Rates over harmful and benign prompts, by each judge, and each rate's 95% Wilson interval
+    (``<rate>_low``, ``<rate>_high``; nan where there are no prompts)."""
     harmful, benign = judged[judged.harmful], judged[~judged.harmful]
-    rate = lambda s: float(s.mean()) if len(s) else float("nan")
-    return {
-        "n_harmful": len(harmful), "n_benign": len(benign),
-        "safe_rate": rate(harmful.safe),
-        "safe_rate_classifier": rate(harmful.refusal_classifier & ~harmful.degenerate),
-        "over_refusal_rate": rate(benign.over_refusal),
-        "over_refusal_rate_classifier": rate(benign.refusal_classifier),
-        "degenerate_rate": rate(judged.degenerate),
+    verdicts = {
+        "safe_rate": harmful.safe,
+        "safe_rate_classifier": harmful.refusal_classifier & ~harmful.degenerate,
+        "over_refusal_rate": benign.over_refusal,
+        "over_refusal_rate_classifier": benign.refusal_classifier,
+        "degenerate_rate": judged.degenerate,
     }
+    summary = {"n_harmful": len(harmful), "n_benign": len(benign)}
+    summary.update({key: float(v.mean()) if len(v) else float("nan") for key, v in verdicts.items()})
+    for key, v in verdicts.items():
+        summary[f"{key}_low"], summary[f"{key}_high"] = wilson_interval(int(v.sum()), len(v))
+    return summary
+
+
+def rate_with_interval(summary: dict, key: str) -> str:
+    """One rate of a ``summarize`` result for a table: ``"63% [50–74], n=60"`` (percent, 95% Wilson interval)."""
+    if key not in RATE_DENOMINATORS:
+        raise KeyError(f"{key!r} is not a rate of summarize(); choose from {sorted(RATE_DENOMINATORS)}")
+    counts = RATE_DENOMINATORS[key]
+    n = sum(summary[c] for c in counts) if isinstance(counts, tuple) else summary[counts]
+    if not n:
+        return "n/a, n=0"
+    return f"{summary[key]:.0%} [{100 * summary[key + '_low']:.0f}–{100 * summary[key + '_high']:.0f}], n={n}"
 
 
 def evaluate_model(model, tokenizer, harmful_prompts: Sequence[str], benign_prompts: Sequence[str], *,

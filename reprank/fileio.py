@@ -1,10 +1,13 @@
-"""The three file chores every module needs, written once: read JSON lines, write a file atomically,
+"""The file chores every module needs, written once: read JSON lines or CSV, write a file atomically,
 and claim an output folder that must be new (nothing a user made is ever overwritten)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import UserError
@@ -14,18 +17,18 @@ class FileFormatError(UserError, ValueError):
     """A file is missing, not UTF-8, or not in the expected format: the message names file and line."""
 
 
-def read_text(path: str | Path) -> str:
-    """A UTF-8 text file; a missing or undecodable file is a one-line :class:`FileFormatError`."""
+def read_text(path: str | Path, error=FileFormatError) -> str:
+    """A UTF-8 text file; a missing or undecodable file is a one-line ``error`` (as in :func:`read_jsonl`)."""
     path = Path(path)
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileFormatError(f"{path}: file not found") from None
+        raise error(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise FileFormatError(f"{path}: is a folder, expected a file") from None
+        raise error(f"{path}: is a folder, expected a file") from None
     except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                              "save it as UTF-8 and try again") from None
+        raise error(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                    "save it as UTF-8 and try again") from None
 
 
 def read_jsonl(path: str | Path, error=FileFormatError) -> list[dict]:
@@ -33,10 +36,7 @@ def read_jsonl(path: str | Path, error=FileFormatError) -> list[dict]:
 
     ``error`` is the exception class raised (a caller's own subclass of :class:`UserError`, e.g. DataError).
     """
-    try:
-        text = read_text(path)
-    except FileFormatError as exc:
-        raise error(str(exc)) from None
+    text = read_text(path, error)
     rows = []
     for number, line in enumerate(text.rstrip().split("\n"), start=1):
         if not line.strip():
@@ -50,6 +50,30 @@ def read_jsonl(path: str | Path, error=FileFormatError) -> list[dict]:
         if not isinstance(row, dict):
             raise error(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
+    return rows
+
+
+def read_csv(path: str | Path, required: Sequence[str] = (), error=FileFormatError) -> list[dict]:
+    """CSV rows as dicts, skipping leading `#` comment lines only (quoted fields may contain `#`).
+
+    ``error`` as in :func:`read_jsonl`. Missing ``required`` columns and ragged rows are errors.
+    """
+    lines = read_text(path, error).splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
+        start += 1
+    reader = csv.DictReader(io.StringIO("".join(lines[start:]), newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise error(f"{path}: invalid CSV near data row {reader.line_num} ({exc})") from None
+    header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise error(f"{path}: missing required column(s) {missing}; header is {header}")
+    for i, row in enumerate(rows, start=1):
+        if None in row or None in row.values():
+            raise error(f"{path}, row {i}: has {len(row.get(None, []))} extra or missing field(s) vs the header")
     return rows
 
 

@@ -30,6 +30,7 @@ from .fileio import atomic_write_text, new_output_folder
 from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
 DEFAULT_PATTERNS = ("safe_rate", "over_refusal")
+INTERVAL_ENDS = ("_low", "_high")  # evaluate.summarize's interval of each rate
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -137,16 +138,20 @@ def aggregate(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
 def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str] | None = None,
                    few: int = 4) -> list[str]:
     """The metrics to plot: those asked for (a dotted name, or a part of names), else every name with
-    ``safe_rate`` or ``over_refusal``, else the first few that vary across runs (else the first few)."""
+    ``safe_rate`` or ``over_refusal``, else the first few that vary across runs (else the first few).
+    The ends of a rate's interval (``<rate>_low``, ``<rate>_high``) are left out unless asked for by name."""
+    def wanted_in(part: str, name: str) -> bool:
+        return part in name and (not name.endswith(INTERVAL_ENDS) or part.endswith(INTERVAL_ENDS))
+
     if requested:
         chosen = []
         for wanted in requested:
-            matches = [m for m in numeric if m == wanted] or [m for m in numeric if wanted in m]
+            matches = [m for m in numeric if m == wanted] or [m for m in numeric if wanted_in(wanted, m)]
             if not matches:
                 raise UserError(f"--metric {wanted}: no numeric metric matches; there are {numeric}")
             chosen += [m for m in matches if m not in chosen]
         return chosen
-    chosen = [m for m in numeric if any(p in m for p in DEFAULT_PATTERNS)]
+    chosen = [m for m in numeric if any(wanted_in(p, m) for p in DEFAULT_PATTERNS)]
     return chosen or ([m for m in numeric if table[m].nunique() > 1][:few] or numeric[:few])
 
 

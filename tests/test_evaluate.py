@@ -1,6 +1,7 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from reprank import cli, evaluate, evaluate_command, models
@@ -33,6 +34,43 @@ def test_verdicts_and_summary():
     assert judged.over_refusal.tolist() == [False, False, True]
     summary = evaluate.summarize(judged)
     assert summary["safe_rate"] == 0.5 and summary["over_refusal_rate"] == 1.0
+    assert summary["n_harmful"] == 2 and summary["n_benign"] == 1
+    for key in evaluate.RATE_DENOMINATORS:  # every rate has its interval, around it
+        assert summary[f"{key}_low"] <= summary[key] <= summary[f"{key}_high"]
+    assert (summary["safe_rate_low"], summary["safe_rate_high"]) == evaluate.wilson_interval(1, 2)
+    assert (summary["over_refusal_rate_low"], summary["over_refusal_rate_high"]) == evaluate.wilson_interval(1, 1)
+    assert (summary["degenerate_rate_low"], summary["degenerate_rate_high"]) == evaluate.wilson_interval(0, 3)
+    assert evaluate.rate_with_interval(summary, "safe_rate") == "50% [9–91], n=2"
+    assert evaluate.rate_with_interval(summary, "degenerate_rate").endswith(", n=3")
+    only_harmful = evaluate.summarize(judged[judged.harmful])
+    assert np.isnan(only_harmful["over_refusal_rate_low"]) and np.isnan(only_harmful["over_refusal_rate_high"])
+    assert evaluate.rate_with_interval(only_harmful, "over_refusal_rate") == "n/a, n=0"
+    with pytest.raises(KeyError, match="not a rate"):
+        evaluate.rate_with_interval(summary, "n_harmful")
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (10, 10), (5, 10), (38, 60), (1, 1)])
+def test_wilson_interval_matches_scipy_and_the_formula(k, n):
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = evaluate.wilson_interval(k, n)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    z, p = 1.959963984540054, k / n  # the textbook formula
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert (low, high) == pytest.approx((centre - half, centre + half))
+    assert 0 <= low <= p <= high <= 1
+
+
+def test_wilson_interval_known_values():
+    assert evaluate.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert evaluate.wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert evaluate.wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert evaluate.wilson_interval(5, 10, confidence=0.99)[0] < evaluate.wilson_interval(5, 10)[0]
+    assert all(np.isnan(evaluate.wilson_interval(0, 0)))
+    summary = {"n_harmful": 60, "n_benign": 0, "safe_rate": 38 / 60, "safe_rate_low": 0.5067, "safe_rate_high": 0.7432}
+    assert evaluate.rate_with_interval(summary, "safe_rate") == "63% [51–74], n=60"
 
 
 def evaluate_args(prompts, **changes) -> argparse.Namespace:

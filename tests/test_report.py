@@ -28,7 +28,8 @@ def make_run(folder, parameters, metrics, status="done", **extra):
 def align_metrics(method, seed):
     """Shaped like notebook 04's: results keyed by the method's name."""
     safe = SAFE[(method, seed)]
-    results = {"untuned": {"safe_rate": 0.1}, method: {"safe_rate": safe, "over_refusal_rate": 1 - safe}}
+    results = {"untuned": {"safe_rate": 0.1}, method: {"safe_rate": safe, "over_refusal_rate": 1 - safe,
+                                                       "safe_rate_low": safe - 0.1, "safe_rate_high": safe + 0.1}}
     return {"04_align": {"results": results, "nested": {"steps": 8 + seed}, "per_layer": [1, 2, 3],
                          "method_name": method, "converged": True}}
 
@@ -83,7 +84,7 @@ def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_pat
     assert steps.loc["dpo", "mean"] == pytest.approx(9.0) and steps.loc["dpo", "std"] == pytest.approx(1.0)
     assert not stats.metric.isin(["04_align.converged", "04_align.method_name"]).any()  # not numbers to average
 
-    # Default plots: every metric named like safe_rate or over_refusal.
+    # Default plots: every metric named like safe_rate or over_refusal, not the ends of its interval (_low, _high).
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png",
         "04_align.results.untuned.safe_rate.png"]
@@ -106,6 +107,7 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
     assert [p.name for p in (first / "figures").iterdir()] == ["04_align.nested.steps.png"]
     assert sorted(p.name for p in (second / "figures").iterdir()) == [
         "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png"]
+    assert report.choose_metrics(["a.safe_rate", "a.safe_rate_low"], None, ["safe_rate_low"]) == ["a.safe_rate_low"]
     with pytest.raises(UserError, match="never overwrite"):
         report.make_report([sweep_dir], first)
     with pytest.raises(UserError, match="no numeric metric matches"):
