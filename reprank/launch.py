@@ -133,6 +133,7 @@ class ReprankTrainArgs:
     epsilon: float | None = field(default=None, metadata={"help": "label smoothing for --method dpo_smoothing"})
     nll_weight: float = field(default=0.0, metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term"})
     reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, for confidence_policy and paper"})
+    alpha: float = field(default=7.5, metadata={"help": "sharpness of the paper's p (notebook 02 fits one: confidence.json)"})
     model_id: str = field(default=DEFAULT_MODEL, metadata={"help": "the policy model (default: the offline default)"})
     dtype: str = field(default="auto", metadata={"help": "auto (GPU: bf16, else fp16; CPU: fp32), float32, ..."})
     quiet: bool = field(default=False, metadata={"help": "no progress bars or summary line"})
@@ -181,6 +182,7 @@ def train(args: argparse.Namespace) -> Path:
         from .reward import HybridRewardModel
 
         kwargs["reward_model"] = HybridRewardModel.load(args.reward_model)
+        kwargs["alpha"] = args.alpha
     start = time.perf_counter()
     trainer, policy = align.train_dpo(loaded.model, loaded.tokenizer, pairs, method=args.method, config=config,
                                       **kwargs)
