@@ -69,11 +69,12 @@ def say(*parts) -> None:
 
 def load_tokenizer():
     """The default model's tokenizer (chat template included), from the compressed copy in ``ASSETS``."""
-    folder = Path(tempfile.mkdtemp(prefix="bench_gpu_tokenizer_"))
-    for name in ("tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(ASSETS / name, folder / name)
-    (folder / "tokenizer.json").write_bytes(lzma.decompress((ASSETS / "tokenizer.json.xz").read_bytes()))
-    return AutoTokenizer.from_pretrained(folder)
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_tokenizer_") as tmp:
+        folder = Path(tmp)
+        for name in ("tokenizer_config.json", "chat_template.jinja"):
+            shutil.copy(ASSETS / name, folder / name)
+        (folder / "tokenizer.json").write_bytes(lzma.decompress((ASSETS / "tokenizer.json.xz").read_bytes()))
+        return AutoTokenizer.from_pretrained(folder)
 
 
 def build_model(seed: int = 0, **overrides) -> torch.nn.Module:
@@ -153,23 +154,22 @@ def run_dpo(base, tokenizer, device, dtype, method: str, steps: int, args, **pre
 
     datasets.disable_progress_bars()
     torch.manual_seed(args.seed)
-    model = copy.deepcopy(base).to(device, dtype)
-    config = align.dpo_config(tempfile.mkdtemp(prefix="bench_gpu_dpo_"), max_steps=steps + 1, disable_tqdm=True,
-                              per_device_train_batch_size=args.train_batch, max_length=args.max_length, **precision)
-    reward = None
+    model, reward, cuda = copy.deepcopy(base).to(device, dtype), None, device.type == "cuda"
     if method == "confidence_policy":  # a random reward model, trained on the policy's states as it goes
         reward = HybridRewardModel(base.config.num_hidden_layers, base.config.hidden_size)
         torch.nn.init.normal_(reward.probe_weight, std=base.config.hidden_size ** -0.5)
-    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()  # make_trainer includes the one-off reference pass (precompute_ref_log_probs)
-    trainer = align.make_trainer(model, tokenizer, make_pairs((steps + 1) * args.train_batch, args.seed),
-                                 method=method, config=config, reward_model=reward,
-                                 train_reward_model=reward is not None)
-    setup, timer = time.perf_counter() - start, StepTimer(cuda)
-    trainer.add_callback(timer)
-    trainer.train()
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_dpo_") as out:  # the trainer's output_dir (nothing saved)
+        config = align.dpo_config(out, max_steps=steps + 1, disable_tqdm=True, max_length=args.max_length,
+                                  per_device_train_batch_size=args.train_batch, **precision)
+        start = time.perf_counter()  # make_trainer includes the one-off reference pass (precompute_ref_log_probs)
+        trainer = align.make_trainer(model, tokenizer, make_pairs((steps + 1) * args.train_batch, args.seed),
+                                     method=method, config=config, reward_model=reward,
+                                     train_reward_model=reward is not None)
+        setup, timer = time.perf_counter() - start, StepTimer(cuda)
+        trainer.add_callback(timer)
+        trainer.train()
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row and "train_runtime" not in row]
     lora = [p for name, p in trainer.model.named_parameters() if "lora_" in name]
     return {"method": method, "trainer_device": str(trainer.args.device), "weights": str(dtype).removeprefix("torch."),
