@@ -2,8 +2,11 @@
 
 This is what re-ranking avoids: every round pays for sampling (and scoring) again. The loop is kept short and
 plain so its compute can be counted stage by stage in the same ``ComputeLedger`` as the offline method.
-Each round builds a fresh ``ConfidenceDPOTrainer`` over the same LoRA adapter (the optimizer state restarts
-each round; the adapter's weights carry over).
+
+One LoRA adapter (``align.lora_config()``) is trained through all rounds; its reference is the untuned model
+(the adapter disabled) in every round, as in the offline runs, not the policy as the round starts. Each round
+builds a fresh ``ConfidenceDPOTrainer`` over that adapter (the optimizer state and LR schedule restart each
+round; the adapter's weights carry over).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
+from peft import PeftModel, get_peft_model
 
 from . import align, compute, rerank
 from .pairs import validate_pairs
@@ -22,7 +26,7 @@ from .reward import HybridRewardModel
 
 @dataclass
 class OnlineResult:
-    policy: object  # the PeftModel after the last round
+    policy: object  # the PeftModel after the last round (its LoRA layers are injected into the model given)
     rounds: pd.DataFrame  # one row per round: pairs, mean chosen / rejected reward, loss
     ledger: compute.ComputeLedger = field(default_factory=compute.ComputeLedger)
 
@@ -51,15 +55,17 @@ def online_dpo(
     """Run ``rounds`` rounds of sample -> score -> pair -> ``steps_per_round`` DPO steps.
 
     ``references`` (e.g. written refusals) are mixed into the pools of the prompts in ``references_for``,
-    as the offline pool does, so both methods see the same kinds of candidates.
+    as the offline pool does, so both methods see the same kinds of candidates. ``model`` gets a new LoRA adapter
+    (``align.lora_config()``), or keeps training its own if it is a ``PeftModel``.
     """
     ledger = ledger if ledger is not None else compute.ComputeLedger()
     extract_kwargs = {**(extract_kwargs or {}), "cache_dir": None, "progress": progress}
     rng = random.Random(seed)
-    policy, history = model, []
+    policy = model if isinstance(model, PeftModel) else get_peft_model(model, align.lora_config())
+    history = []
     for round_index in range(rounds):
         chosen_prompts = rng.sample(list(prompts), min(prompts_per_round, len(prompts)))
-        current = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        current = policy.get_base_model()  # the adapter is active: samples and hidden states are the policy's
         current.eval()
         flops = compute.sampling_flops(current, tokenizer, chosen_prompts, sampling.max_new_tokens,
                                        sampling.num_return_sequences)
@@ -83,10 +89,6 @@ def online_dpo(
                                             "loss_type", "loss_weights", "seed")}, max_steps=steps_per_round)
         flops = compute.dpo_training_flops(current, align.mean_pair_tokens(tokenizer, dataset, round_config.max_length),
                                            steps_per_round, round_config.per_device_train_batch_size)
-        if hasattr(policy, "peft_config") and "ref" in policy.peft_config:
-            # TRL adds a frozen "ref" copy of the adapter to a PeftModel it is given (the round's reference:
-            # the policy as the round starts); drop last round's, or TRL refuses to add it again.
-            policy.delete_adapter("ref")
         with ledger.timed("online training", items=steps_per_round * round_config.per_device_train_batch_size,
                           flops=flops):
             trainer, policy = align.train_dpo(policy, tokenizer, dataset, method=method, config=round_config)
@@ -94,3 +96,4 @@ def online_dpo(
         history.append({"round": round_index, "pairs": len(pairs), "mean_chosen_reward": pairs.chosen_reward.mean(),
                         "mean_rejected_reward": pairs.rejected_reward.mean(), "last_loss": losses[-1] if losses else None})
     return OnlineResult(policy, pd.DataFrame(history), ledger)
+
