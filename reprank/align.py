@@ -12,7 +12,7 @@ import copy
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, get_scheduler
 from trl import DPOConfig
 
 from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and tests use align.<name>)
@@ -122,12 +122,14 @@ def make_trainer(
     alpha: float = 7.5,
     eval_pairs: Dataset | None = None,
     callbacks: list | None = None,
+    optimizers: tuple = (None, None),
 ) -> ConfidenceDPOTrainer:
     """A ``ConfidenceDPOTrainer`` for one of ``METHODS``, not yet trained (see ``train_dpo``).
 
     ``model`` is a plain model (a new LoRA adapter, ``lora``, is put on it) or a ``PeftModel``, whose adapter keeps
     training. Either way the reference is the model with its adapter disabled: the untuned model (see
-    ``_UntunedReference``).
+    ``_UntunedReference``). ``optimizers``: Trainer's ``(optimizer, lr_scheduler)``, to share one across trainers
+    (``shared_optimizer``); ``(None, None)`` lets Trainer make them for this run.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -168,6 +170,7 @@ def make_trainer(
         train_reward_model=train_reward_model,
         alpha=alpha,
         callbacks=[*(callbacks or []), _UntunedReference(model)] if isinstance(model, PeftModel) else callbacks,
+        optimizers=optimizers,
     )
 
 
@@ -187,6 +190,24 @@ class _UntunedReference(TrainerCallback):
     def on_init_end(self, args, state, control, **kwargs):
         if "ref" in self.model.peft_config:
             self.model.delete_adapter("ref")
+
+
+def shared_optimizer(model, config: DPOConfig, total_steps: int) -> tuple:
+    """The ``(optimizer, lr_scheduler)`` that ``transformers.Trainer`` makes for ``model``'s trainable parameters
+    under ``config`` in a run of ``total_steps`` steps (as its ``create_optimizer`` / ``create_scheduler``), to hand
+    to several trainers (``make_trainer(optimizers=...)``) that together make that run: one optimizer state, one
+    LR schedule. The trainers must train these same parameter objects.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = set(Trainer.get_decay_parameter_names(None, model))  # an instance method that does not use self
+    groups = [{"params": [p for n, p in trainable if n in decay], "weight_decay": config.weight_decay},
+              {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0}]
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(config, model)
+    optimizer = optimizer_cls(groups, **optimizer_kwargs)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer=optimizer,
+                              num_warmup_steps=config.get_warmup_steps(total_steps), num_training_steps=total_steps,
+                              scheduler_specific_kwargs=config.lr_scheduler_kwargs)
+    return optimizer, scheduler
 
 
 def _pair_visits(config: DPOConfig) -> int:

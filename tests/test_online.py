@@ -1,10 +1,12 @@
-"""The online baseline (reprank.online): the real model end to end, and on a tiny random Llama its reference."""
+"""The online baseline (reprank.online): the real model end to end, and on a tiny random Llama what it shares
+with an offline run of the same length (reference, optimizer, LR schedule)."""
 
 import copy
 from types import SimpleNamespace
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import TrainerCallback
 
 from reprank import align, compute, online
@@ -72,8 +74,9 @@ def _tiny_llama(tokenizer):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """2 online rounds x 2 steps on a tiny random Llama, each round's trainer recorded. lr 1e-2 so that one
-    round moves the policy well clear of the untuned model."""
+    """2 online rounds x 2 steps on a tiny random Llama, each round's trainer recorded; and the same config run
+    offline for 4 steps. lr 1e-2 so that one round moves the policy well clear of the untuned model; an NLL term
+    and weight decay (not reprank's defaults) to see that the run's config reaches every round."""
     from transformers import AutoTokenizer
 
     from reprank.models import resolve_model_path
@@ -85,7 +88,7 @@ def tiny_run(tmp_path_factory):
     with torch.no_grad():
         rm.probe_weight.normal_(std=0.5)
     config = align.dpo_config(tmp_path_factory.mktemp("online"), max_length=64, per_device_train_batch_size=2,
-                              learning_rate=1e-2)
+                              learning_rate=1e-2, nll_weight=0.5, weight_decay=0.01)
     rounds, make_trainer = [], align.make_trainer
 
     def recording_make_trainer(policy, *args, **kwargs):
@@ -102,7 +105,14 @@ def tiny_run(tmp_path_factory):
             sampling=SamplingConfig(max_new_tokens=4, do_sample=True, num_return_sequences=2),
             config=config, references=["I can't help with that."], references_for=["Name a color.", "Say hello."],
             progress=False)
-    return SimpleNamespace(rounds=rounds, policy=result.policy, untuned=untuned)
+    offline_config = copy.deepcopy(config)
+    offline_config.max_steps, offline_config.output_dir = 4, str(tmp_path_factory.mktemp("offline"))
+    pairs = Dataset.from_dict({"prompt": ["Hi?", "Why?"], "chosen": ["Hello.", "Because."], "rejected": ["No.", "?"]})
+    offline = make_trainer(_tiny_llama(tokenizer), tokenizer, pairs, method="dpo", config=offline_config)
+    offline_recorder = _Recorder(offline.model)
+    offline.add_callback(offline_recorder)
+    offline.train()
+    return SimpleNamespace(rounds=rounds, policy=result.policy, untuned=untuned, offline=offline_recorder)
 
 
 def _sequence_logps(model, batch):
@@ -135,3 +145,32 @@ def test_every_rounds_reference_is_the_untuned_model(tiny_run):
     torch.testing.assert_close(ref_rejected, untuned_rejected, **tight)
     # Not vacuous: the policy itself has moved away from the untuned model.
     assert (_sequence_logps(tiny_run.policy, batch) - torch.cat([untuned_chosen, untuned_rejected])).abs().max() > 1e-3
+
+
+def test_the_rounds_continue_one_lr_schedule_as_an_offline_run_of_the_total_steps(tiny_run):
+    online_lrs = [lr for r in tiny_run.rounds for lr in r.recorder.lrs]
+    assert len(online_lrs) == 4 and online_lrs == tiny_run.offline.lrs  # round 2, step 1 included: no restart
+    assert online_lrs[2] < online_lrs[0]
+    assert tiny_run.rounds[0].recorder.hyperparameters == tiny_run.offline.hyperparameters  # same optimizer settings
+    assert type(tiny_run.rounds[0].recorder.optimizer) is type(tiny_run.offline.optimizer)
+
+
+def test_one_optimizer_and_its_state_carry_across_rounds(tiny_run):
+    first, second = (r.recorder for r in tiny_run.rounds)
+    assert second.optimizer is first.optimizer
+    assert first.trains_live_parameters and second.trains_live_parameters  # its params are the adapter's own
+    assert all(s is None for s in first.state_at_begin)
+    assert len(second.state_at_begin) == len(first.state_at_end) > 0
+    for carried, left in zip(second.state_at_begin, first.state_at_end):  # round 2 starts where round 1 ended
+        assert carried[0] == left[0] == 2
+        torch.testing.assert_close(carried[1], left[1], rtol=0, atol=0)
+    assert any(left[1].abs().max() > 0 for left in first.state_at_end)
+    assert all(s[0] == 4 for s in second.state_at_end)
+
+
+def test_each_round_trains_with_the_runs_loss_and_settings(tiny_run):
+    for r in tiny_run.rounds:
+        trainer = r.trainer
+        assert trainer.loss_types == ["sigmoid", "sft"] and trainer.loss_weights == [1.0, 0.5]  # the NLL term
+        assert trainer.args.weight_decay == 0.01 and trainer.args.learning_rate == 1e-2
+        assert trainer.args.per_device_train_batch_size == 2 and trainer.args.max_steps == 2
