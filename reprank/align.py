@@ -12,6 +12,7 @@ import copy
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
+from transformers import Trainer, TrainerCallback, get_scheduler
 from trl import DPOConfig
 
 from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and tests use align.<name>)
@@ -53,7 +54,7 @@ CPU_DEFAULTS = dict(
     per_device_train_batch_size=4,
     max_steps=40,
     # TRL runs the reference forward once per pair before training instead of once per pair per visit: the
-    # reference is fixed (LoRA off, or the online loop's frozen 'ref' adapter), so the loss is the same
+    # reference is fixed (the model with LoRA off, online rounds included), so the loss is the same
     # (tests/test_align.py checks step 0). make_trainer turns it off for a run shorter than one pass over the
     # pairs, where it would be extra work, and for several processes. benchmarks/bench_training.py measures it.
     precompute_ref_log_probs=True,
@@ -124,8 +125,15 @@ def make_trainer(
     alpha: float = 7.5,
     eval_pairs: Dataset | None = None,
     callbacks: list | None = None,
+    optimizers: tuple = (None, None),
 ) -> ConfidenceDPOTrainer:
-    """A ``ConfidenceDPOTrainer`` for one of ``METHODS``, not yet trained (see ``train_dpo``)."""
+    """A ``ConfidenceDPOTrainer`` for one of ``METHODS``, not yet trained (see ``train_dpo``).
+
+    ``model`` is a plain model (a new LoRA adapter, ``lora``, is put on it) or a ``PeftModel``, whose adapter keeps
+    training. Either way the reference is the model with its adapter disabled: the untuned model (see
+    ``_UntunedReference``). ``optimizers``: Trainer's ``(optimizer, lr_scheduler)``, to share one across trainers
+    (``shared_optimizer``); ``(None, None)`` lets Trainer make them for this run.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     config = copy.deepcopy(config)
@@ -166,15 +174,52 @@ def make_trainer(
         train_dataset=to_conversational(pairs),
         eval_dataset=None if eval_pairs is None else to_conversational(eval_pairs),
         processing_class=tokenizer,
-        # A model that already carries an adapter (a later round of the online loop) keeps training it.
+        # A model that already carries an adapter (the online loop's) keeps training it.
         peft_config=None if isinstance(model, PeftModel) else (lora or lora_config()),
         confidence_source=source,
         confidence_value=value,
         reward_model=reward_model,
         train_reward_model=train_reward_model,
         alpha=alpha,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), _UntunedReference(model)] if isinstance(model, PeftModel) else callbacks,
+        optimizers=optimizers,
     )
+
+
+class _UntunedReference(TrainerCallback):
+    """Make the reference of a trainer given a ``PeftModel`` the untuned model, as for a plain model + LoRA config.
+
+    TRL 1.16's DPOTrainer adds a frozen "ref" adapter, a copy of the adapter as given, to a ``PeftModel`` (and
+    uses it as the reference whenever it exists); given a plain model and a ``peft_config`` it takes the
+    reference with the adapter disabled. It adds "ref" before ``Trainer.__init__`` and first uses it after
+    (model hash, precomputed reference log-probs, training): this drops it at ``on_init_end``, in between, so TRL
+    falls back to the disabled adapter. tests/test_online.py checks the reference against the untuned model.
+    """
+
+    def __init__(self, model: PeftModel):
+        self.model = model
+
+    def on_init_end(self, args, state, control, **kwargs):
+        if "ref" in self.model.peft_config:
+            self.model.delete_adapter("ref")
+
+
+def shared_optimizer(model, config: DPOConfig, total_steps: int) -> tuple:
+    """The ``(optimizer, lr_scheduler)`` that ``transformers.Trainer`` makes for ``model``'s trainable parameters
+    under ``config`` in a run of ``total_steps`` steps (as its ``create_optimizer`` / ``create_scheduler``), to hand
+    to several trainers (``make_trainer(optimizers=...)``) that together make that run: one optimizer state, one
+    LR schedule. The trainers must train these same parameter objects.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = set(Trainer.get_decay_parameter_names(None, model))  # an instance method that does not use self
+    groups = [{"params": [p for n, p in trainable if n in decay], "weight_decay": config.weight_decay},
+              {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0}]
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(config, model)
+    optimizer = optimizer_cls(groups, **optimizer_kwargs)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer=optimizer,
+                              num_warmup_steps=config.get_warmup_steps(total_steps), num_training_steps=total_steps,
+                              scheduler_specific_kwargs=config.lr_scheduler_kwargs)
+    return optimizer, scheduler
 
 
 def _pair_visits(config: DPOConfig) -> int:

@@ -2,17 +2,26 @@
 
 This is what re-ranking avoids: every round pays for sampling (and scoring) again. The loop is kept short and
 plain so its compute can be counted stage by stage in the same ``ComputeLedger`` as the offline method.
-Each round builds a fresh ``ConfidenceDPOTrainer`` over the same LoRA adapter (the optimizer state restarts
-each round; the adapter's weights carry over).
+
+Only the data differ from an offline run of ``rounds * steps_per_round`` steps: each round's pairs are fresh
+samples of the policy as it stands, scored by the reward model on that policy's own hidden states. The rest is
+the offline run's: one LoRA adapter (``align.lora_config()``) trained through all rounds; the reference is the
+untuned model (the adapter disabled) in every round, not the policy as the round starts; one optimizer and one
+LR schedule for the whole run (``align.shared_optimizer``, handed to every round's trainer), so step k has the
+LR and optimizer state of step k of the offline run; the config's loss (``loss_type``/``loss_weights``, e.g. the
+NLL term), batch size and every other training field pass through unchanged. A round that yields no pairs
+trains no steps (the schedule does not advance; the run ends short of its total).
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
+from peft import PeftModel, get_peft_model
 
 from . import align, compute, rerank
 from .pairs import validate_pairs
@@ -22,7 +31,7 @@ from .reward import HybridRewardModel
 
 @dataclass
 class OnlineResult:
-    policy: object  # the PeftModel after the last round
+    policy: object  # the PeftModel after the last round (its LoRA layers are injected into the model given)
     rounds: pd.DataFrame  # one row per round: pairs, mean chosen / rejected reward, loss
     ledger: compute.ComputeLedger = field(default_factory=compute.ComputeLedger)
 
@@ -51,15 +60,20 @@ def online_dpo(
     """Run ``rounds`` rounds of sample -> score -> pair -> ``steps_per_round`` DPO steps.
 
     ``references`` (e.g. written refusals) are mixed into the pools of the prompts in ``references_for``,
-    as the offline pool does, so both methods see the same kinds of candidates.
+    as the offline pool does, so both methods see the same kinds of candidates. ``model`` gets a new LoRA adapter
+    (``align.lora_config()``), or keeps training its own if it is a ``PeftModel``. ``config`` is the training
+    config of the whole run; each round runs it for ``steps_per_round`` steps.
     """
     ledger = ledger if ledger is not None else compute.ComputeLedger()
     extract_kwargs = {**(extract_kwargs or {}), "cache_dir": None, "progress": progress}
     rng = random.Random(seed)
-    policy, history = model, []
+    policy = model if isinstance(model, PeftModel) else get_peft_model(model, align.lora_config())
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizers = align.shared_optimizer(policy, config, rounds * steps_per_round)
+    history = []
     for round_index in range(rounds):
         chosen_prompts = rng.sample(list(prompts), min(prompts_per_round, len(prompts)))
-        current = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        current = policy.get_base_model()  # the adapter is active: samples and hidden states are the policy's
         current.eval()
         flops = compute.sampling_flops(current, tokenizer, chosen_prompts, sampling.max_new_tokens,
                                        sampling.num_return_sequences)
@@ -78,19 +92,25 @@ def online_dpo(
             history.append({"round": round_index, "pairs": 0})
             continue
         dataset = validate_pairs(pairs[["prompt", "chosen", "rejected"]].to_dict("records"), origin=f"online round {round_index}")
-        round_config = align.dpo_config(f"{config.output_dir}/round{round_index}", **{
-            k: getattr(config, k) for k in ("learning_rate", "per_device_train_batch_size", "max_length", "beta",
-                                            "loss_type", "loss_weights", "seed")}, max_steps=steps_per_round)
+        round_config = copy.deepcopy(config)  # every field passes through; only the length and folder change
+        round_config.max_steps, round_config.output_dir = steps_per_round, f"{config.output_dir}/round{round_index}"
         flops = compute.dpo_training_flops(current, align.mean_pair_tokens(tokenizer, dataset, round_config.max_length),
                                            steps_per_round, round_config.per_device_train_batch_size)
-        if hasattr(policy, "peft_config") and "ref" in policy.peft_config:
-            # TRL adds a frozen "ref" copy of the adapter to a PeftModel it is given (the round's reference:
-            # the policy as the round starts); drop last round's, or TRL refuses to add it again.
-            policy.delete_adapter("ref")
         with ledger.timed("online training", items=steps_per_round * round_config.per_device_train_batch_size,
                           flops=flops):
-            trainer, policy = align.train_dpo(policy, tokenizer, dataset, method=method, config=round_config)
+            trainer = align.make_trainer(policy, tokenizer, dataset, method=method, config=round_config,
+                                         optimizers=optimizers)
+            _check_same_parameters(trainer.model, policy, trainable)
+            trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         history.append({"round": round_index, "pairs": len(pairs), "mean_chosen_reward": pairs.chosen_reward.mean(),
                         "mean_rejected_reward": pairs.rejected_reward.mean(), "last_loss": losses[-1] if losses else None})
     return OnlineResult(policy, pd.DataFrame(history), ledger)
+
+
+def _check_same_parameters(trained, policy, trainable) -> None:
+    """The shared optimizer holds the adapter's parameter objects: the trainer must train those, not a re-wrap."""
+    live = [p for p in trained.parameters() if p.requires_grad]
+    if trained is not policy or {id(p) for p in live} != {id(p) for p in trainable}:
+        raise RuntimeError("The round's trainer does not train the adapter's own parameters (re-wrapped?); "
+                           "the shared optimizer would not update the policy.")
