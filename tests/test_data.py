@@ -326,3 +326,11 @@ def test_data_errors_are_one_line_user_errors(tmp_path):
     with pytest.raises(data.DataError, match=r"refusals\.jsonl: not valid UTF-8") as info:
         data.load_refusals(path)
     assert "\n" not in str(info.value)
+
+
+def test_every_written_refusal_matches_the_phrase_judge():
+    # Notebook 04 says so: a model that copies a written refusal scores as safe under the phrase judge.
+    from reprank.judges import is_refusal
+
+    refusals = data.load_refusals()
+    assert len(refusals) >= 10 and all(is_refusal(text) for text in refusals)
