@@ -51,6 +51,16 @@ def expected_requirements():
     return deps + [d for d in project["optional-dependencies"]["notebooks"] if requirement_name(d) == "papermill"]
 
 
+def repository_address():
+    """``(owner/name, branch)`` from pyproject.toml's ``[project.urls]``: the one place that names the repository."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    repo = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", urls["Repository"])
+    assert repo, f"Repository is a github.com address: {urls['Repository']}"
+    branch = re.fullmatch(re.escape(urls["Repository"]) + r"/tree/([\w.-]+)/notebooks", urls["Notebooks"])
+    assert branch, f"Notebooks is <Repository>/tree/<branch>/notebooks: {urls['Notebooks']}"
+    return repo[1], branch[1]
+
+
 def data_wheels():
     makefile = (ROOT / "Makefile").read_text()
     return re.search(r"^DATA_WHEELS\s*:=\s*(.+)$", makefile, re.M).group(1).split()
@@ -83,6 +93,19 @@ def test_title_cell_opens_with_a_colab_badge_to_this_notebook(notebook):
     match = badge(notebook)
     assert match["name"] == notebook.name
     assert re.search(r"^# ", source(first), re.M), "the badge sits in the title cell"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_badge_and_clone_url_name_the_repository_of_pyproject(notebook):
+    repo, branch = repository_address()
+    match = badge(notebook)
+    assert (match["repo"], match["branch"], match["name"]) == (repo, branch, notebook.name), (
+        f"{notebook.name}: the badge should open github/{repo}/blob/{branch}/notebooks/{notebook.name} "
+        "(pyproject.toml [project.urls])"
+    )
+    clone = re.findall(r"^\s*REPO = (.+)$", setup_source(notebook), re.M)
+    assert clone == [f'"https://github.com/{repo}.git"'], f"{notebook.name}: the setup cell clones another repository"
+    assert f"@{branch}#egg=reprank" in setup_source(notebook), f"{notebook.name}: the setup cell installs another branch"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
