@@ -129,6 +129,14 @@ def test_badge_and_clone_url_name_the_repository_of_pyproject(notebook):
     assert cell_branch == [f'"{branch}"'], f"{notebook.name}: the setup cell installs another branch"
 
 
+def test_readme_names_the_repository_of_pyproject():
+    repo, _ = repository_address()
+    # Every github.com address in README but the links to other projects, [name](https://github.com/...).
+    address = r"(?<!\]\()https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?(?=[`\s])"
+    named = re.findall(address, (ROOT / "README.md").read_text())
+    assert named and set(named) == {repo}, "README names the address of pyproject.toml [project.urls]"
+
+
 def test_setup_cells_are_identical():
     assert len({setup_source(notebook) for notebook in NOTEBOOKS}) == 1, "one setup cell, copied into each notebook"
 
@@ -167,9 +175,8 @@ def test_setup_cell_on_colab_installs_the_project_and_keeps_colabs_torch(noteboo
     match = badge(notebook)
     editable = project[project.index("-e") + 1]
     assert editable == f"git+https://github.com/{match['repo']}.git@{match['branch']}#egg=reprank"
-    requirements = {
-        requirement_name(a): Requirement(a) for a in project[4:] if not a.startswith("-") and a != editable and "/" not in a
-    }
+    args = [a for a in project[4:] if not a.startswith("-") and a != editable and "/" not in a]
+    requirements = {requirement_name(a): Requirement(a) for a in args}
     expected = {requirement_name(spec): Requirement(spec) for spec in expected_requirements()}
     assert requirements.keys() == expected.keys(), "the dependencies of pyproject.toml, torch left out"
     for name, declared in expected.items():
