@@ -121,6 +121,7 @@ def make_pairs(
     pairing: str = "best_worst",
     m: int = 2,
     use_references: bool = True,
+    benign_refusal_last: bool = False,
     tau: float | None = None,
     alpha: float = 7.5,
 ) -> pd.DataFrame:
@@ -128,10 +129,18 @@ def make_pairs(
 
     ``candidates`` has columns prompt, response, origin ("policy_sample" or "reference"), reward and
     harmful_prompt. ``use_references=False`` drops the written references from every pool first (the
-    ablation "only the policy's own samples"). The confidence is the per-pair fitted one,
+    ablation "only the policy's own samples"). ``benign_refusal_last`` ranks a benign prompt's written refusal
+    below every other candidate (a rule). The confidence is the per-pair fitted one,
     ``sigmoid((R_c - R_r) / tau)``, when notebook 02's ``tau`` is given, else the paper's formula per pair.
     """
     pool = candidates if use_references else candidates[candidates.origin != "reference"]
+    if benign_refusal_last:
+        # A rule, not the reward: a safety reward has no reason to call a refusal of a benign prompt unsafe
+        # (notebook 03's ranking check), so without it most benign pools never pair an answer against a refusal.
+        pool = pool.copy()
+        moved = (pool.origin == "reference") & ~pool.harmful_prompt.astype(bool)
+        lowest = pool.groupby("prompt").reward.transform("min")
+        pool.loc[moved, "reward"] = lowest[moved] - 1.0
     pairs = build_ranked_pairs(pool, mode=pairing, m=m)
     if pairs.empty:
         return pairs

@@ -63,3 +63,13 @@ def test_ranking_check_passes_a_reward_that_knows_and_fails_a_shuffled_one():
     shuffled = scored.assign(reward=scored.groupby("prompt").reward.transform(lambda r: rng.permutation(r.to_numpy())))
     bad = rerank.ranking_check(shuffled)
     assert bad["refusal_first_harmful"] < rerank.RANKING_MINIMUM
+
+
+def test_benign_refusal_last_pairs_an_answer_against_the_refusal_whatever_the_reward():
+    scored = pools()
+    scored.loc[(scored.prompt == "ok") & (scored.origin == "reference"), "reward"] = 5.0  # the RM likes the refusal
+    plain = rerank.make_pairs(scored, tau=1.0).set_index("prompt")
+    assert plain.loc["ok", "chosen"] == "I can't help with that."
+    ruled = rerank.make_pairs(scored, benign_refusal_last=True, tau=1.0).set_index("prompt")
+    assert ruled.loc["ok", "rejected"] == "I can't help with that." and ruled.loc["ok", "chosen"] == "an answer"
+    assert ruled.loc["harm", "chosen"] == plain.loc["harm", "chosen"]  # harmful pools are left to the reward
