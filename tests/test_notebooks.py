@@ -86,15 +86,16 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
 
 
-SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": True, "ablations": ["max_steps=4"], "online_rounds": 2,
-               "best_of_n": 2, "max_steps": 12, "eval_every": 6, "n_eval_harmful": 20, "n_eval_heldout": 20,
-               "n_eval_benign": 10, "eval_max_new_tokens": 32}
+# Sized for the suite's 15 minutes (this test: ~8 of them): 8 steps, 24-token answers, one 2-step ablation.
+SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": True, "ablations": ["max_steps=2"], "online_rounds": 2,
+               "best_of_n": 2, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
+               "n_eval_benign": 10, "eval_max_new_tokens": 24}
 
 
 def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     metrics = execute("04", run_dir, **SMALL_ALIGN)["04_alignment"]
     results = metrics["results"]
-    assert (metrics["n_eval_harmful"], metrics["n_eval_heldout"], metrics["n_eval_benign"]) == (20, 20, 10)
+    assert (metrics["n_eval_harmful"], metrics["n_eval_heldout"], metrics["n_eval_benign"]) == (20, 16, 10)
     assert set(results["untuned"]) == {"test split", "held-out source"}
     test = {name: sets["test split"] for name, sets in results.items()}
     # Behaviour, not just a run: after training on re-ranked pairs, more held-out harmful prompts get a safe answer
@@ -121,10 +122,10 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
         expected = ("higher" if a[f"{key}_low"] > b[f"{key}_high"] else
                     "lower" if a[f"{key}_high"] < b[f"{key}_low"] else "no difference")
         assert verdict == expected, claim
-    assert {"best-of-2", "online", "off-policy dpo", "ablation: max_steps=4"} <= set(results)
+    assert {"best-of-2", "online", "off-policy dpo", "ablation: max_steps=2"} <= set(results)
     # The main method was judged during training too; every run has a training curve.
-    assert [row["step"] for row in metrics["main_method_by_step"]] == [6]
-    assert set(metrics["final_loss"]) == {"dpo", "paper", "off-policy dpo", "ablation: max_steps=4"}
+    assert [row["step"] for row in metrics["main_method_by_step"]] == [4]
+    assert set(metrics["final_loss"]) == {"dpo", "paper", "off-policy dpo", "ablation: max_steps=2"}
     # Compute: online pays sampling and scoring every round; re-ranking paid them once in notebook 03.
     assert metrics["compute"]["online"]["data FLOPs"] > 0
     assert metrics["compute_ratios"]["(a) total pipeline, online / paper, flops"] > 0
