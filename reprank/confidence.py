@@ -98,25 +98,14 @@ def fit_alpha(
     ``bounds``. Needs some wrong labels (e.g. flipped on purpose): with none, the optimum runs to the upper bound.
     """
     c, r = _pair(chosen_scores, rejected_scores)
-    y = _numpy(label_correct)
-    if len(y) != len(c):
-        raise ValueError(f"Got {len(c)} pairs but {len(y)} labels; they must pair up.")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("label_correct must hold only 0 and 1.")
-    lo, hi = bounds
-    if not 0 < lo < hi:
-        raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}")
+    y = _labels(label_correct, len(c))
     # Each pair's batch gap (mean sigma(s_c) - mean sigma(s_r)), with the same batches as batched_paper_confidence.
     batch = batch_ids(len(c), batch_size, seed)
     sig_c, sig_r = pd.Series(torch.sigmoid(c).numpy()), pd.Series(torch.sigmoid(r).numpy())
     gap = (sig_c.groupby(batch).transform("mean") - sig_r.groupby(batch).transform("mean")).to_numpy()
-
-    def nll(log_alpha: float) -> float:
-        p = np.clip(np.maximum(1 / (1 + np.exp(-np.exp(log_alpha) * gap)), 0.5), 1e-12, 1 - 1e-12)
-        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-    result = minimize_scalar(nll, bounds=(np.log(lo), np.log(hi)), method="bounded")
-    return float(np.exp(result.x))
+    # log p and log (1 - p) of p = max(sigmoid(alpha gap), 0.5), computed stably
+    return _fit_scale(lambda alpha: (np.maximum(log_expit(alpha * gap), np.log(0.5)),
+                                     np.minimum(log_expit(-alpha * gap), np.log(0.5))), y, bounds)
 
 
 def pair_confidence(chosen_reward: ArrayLike, rejected_reward: ArrayLike, tau: float) -> ArrayLike:
@@ -142,18 +131,31 @@ def fit_temperature(
     """
     c, r = _pair(chosen_reward, rejected_reward)
     margin = (c - r).numpy()
+    y = _labels(label_correct, len(margin))
+    return _fit_scale(lambda tau: (log_expit(margin / tau), log_expit(-margin / tau)), y, bounds)
+
+
+def _labels(label_correct, n: int) -> np.ndarray:
     y = _numpy(label_correct)
-    if len(y) != len(margin):
-        raise ValueError(f"Got {len(margin)} pairs but {len(y)} labels; they must pair up.")
+    if len(y) != n:
+        raise ValueError(f"Got {n} pairs but {len(y)} labels; they must pair up.")
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("label_correct must hold only 0 and 1.")
+    return y
+
+
+def _fit_scale(log_probabilities, y: np.ndarray, bounds: tuple[float, float]) -> float:
+    """The scale within ``bounds`` that minimises the binary NLL of ``y`` (searched over its log).
+
+    ``log_probabilities(scale)`` returns (log p, log (1 - p)) of each pair's label being right.
+    """
     lo, hi = bounds
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}")
 
-    def nll(log_tau: float) -> float:
-        z = margin / np.exp(log_tau)
-        return -np.mean(y * log_expit(z) + (1 - y) * log_expit(-z))
+    def nll(log_scale: float) -> float:
+        log_p, log_q = log_probabilities(np.exp(log_scale))
+        return -np.mean(y * log_p + (1 - y) * log_q)
 
     result = minimize_scalar(nll, bounds=(np.log(lo), np.log(hi)), method="bounded")
     return float(np.exp(result.x))
