@@ -17,8 +17,12 @@ def _report(name: str, ok: bool, detail: str = "") -> bool:
 def check_margin_loss(fn) -> bool:
     """``fn(chosen_reward, rejected_reward, margin)`` -> mean of ``-log sigmoid(R_c - R_r - margin)``."""
     generator = torch.Generator().manual_seed(0)
-    for margin in (0.0, 1.0, 2.5):
-        c, r = torch.randn(16, generator=generator) * 3, torch.randn(16, generator=generator) * 3
+    cases = [(torch.randn(16, generator=generator) * 3, torch.randn(16, generator=generator) * 3, m)
+             for m in (0.0, 1.0, 2.5)]
+    # Edge cases: a pair ranked the wrong way by 100 (log(sigmoid(-101)) underflows to -inf in float32 unless
+    # computed stably), and a tie.
+    cases += [(torch.tensor([-50.0, 0.0]), torch.tensor([50.0, 0.0]), 1.0)]
+    for c, r, margin in cases:
         try:
             got = fn(c, r, margin)
         except NotImplementedError:

@@ -46,3 +46,10 @@ def test_conservative_loss_checker():
     weighted = lambda z, p, beta: (-p * torch.nn.functional.logsigmoid(beta * z)).mean()  # drops the (1-p) term
     assert not exercises.check_conservative_loss(weighted)
     assert not exercises.check_conservative_loss(unfinished)
+
+
+def test_margin_loss_checker_rejects_an_unstable_log_sigmoid():
+    stable = lambda c, r, m: -torch.nn.functional.logsigmoid(c - r - m).mean()
+    naive = lambda c, r, m: -torch.log(torch.sigmoid(c - r - m)).mean()  # inf at a margin of -101
+    assert exercises.check_margin_loss(stable)
+    assert not exercises.check_margin_loss(naive)
