@@ -85,12 +85,25 @@ def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses:
     from .extraction import truncate_response
 
     device, scores = model_device(model), []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for start in range(0, len(prompts), batch_size):
+        rows = []
         for prompt, response in zip(prompts[start:start + batch_size], responses[start:start + batch_size]):
             context = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
             answer = tokenizer(truncate_response(tokenizer, response, max_response_tokens),
                                add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([context + answer], device=device)
-            log_probs = model(input_ids=ids).logits[0, len(context) - 1:-1].float().log_softmax(-1)
-            scores.append(float(log_probs.gather(1, ids[0, len(context):, None]).mean()))
+            rows.append((context, answer))
+        # One right-padded forward per batch, without autograd: the padding never precedes a scored token.
+        width = max(len(c) + len(a) for c, a in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (context, answer) in enumerate(rows):
+            ids[i, :len(context) + len(answer)] = torch.tensor(context + answer)
+            mask[i, :len(context) + len(answer)] = 1
+        with torch.inference_mode():
+            log_probs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1)
+        for i, (context, answer) in enumerate(rows):
+            targets = torch.tensor(answer, device=device)[:, None]
+            positions = log_probs[i, len(context) - 1:len(context) + len(answer) - 1]
+            scores.append(float(positions.gather(1, targets).mean()))
     return scores

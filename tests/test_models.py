@@ -145,3 +145,15 @@ def test_response_log_likelihood_prefers_the_models_own_greedy_answer():
     other = "Honestly, cheese tastes purple on a Tuesday, my friend."
     scores = generation.response_log_likelihood(loaded.model, loaded.tokenizer, [prompt, prompt], [own, other])
     assert scores[0] > scores[1] + 1.0 and all(s < 0 for s in scores)
+
+
+def test_response_log_likelihood_is_the_same_batched_and_one_by_one():
+    from reprank import generation
+    from reprank.models import load_model
+
+    loaded = load_model("smollm2-135m-gguf")
+    prompts = ["What is the capital of France?", "Name a colour.", "How do I boil an egg without cracking it?"]
+    responses = ["Paris.", "Blue, like the sky on a clear summer afternoon.", "Lower it gently into simmering water."]
+    batched = generation.response_log_likelihood(loaded.model, loaded.tokenizer, prompts, responses, batch_size=3)
+    single = generation.response_log_likelihood(loaded.model, loaded.tokenizer, prompts, responses, batch_size=1)
+    assert batched == pytest.approx(single, abs=1e-4)
