@@ -93,15 +93,14 @@ def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses:
             answer = tokenizer(truncate_response(tokenizer, response, max_response_tokens),
                                add_special_tokens=False)["input_ids"]
             rows.append((context, answer))
-        # One right-padded forward per batch, without autograd: the padding never precedes a scored token.
+        # One right-padded forward per batch: the padding never precedes a scored token.
         width = max(len(c) + len(a) for c, a in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (context, answer) in enumerate(rows):
             ids[i, :len(context) + len(answer)] = torch.tensor(context + answer)
             mask[i, :len(context) + len(answer)] = 1
-        with torch.inference_mode():
-            log_probs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1)
+        log_probs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1)
         for i, (context, answer) in enumerate(rows):
             targets = torch.tensor(answer, device=device)[:, None]
             positions = log_probs[i, len(context) - 1:len(context) + len(answer) - 1]
