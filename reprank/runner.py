@@ -245,8 +245,8 @@ def ensure_step(run_dir: str | Path, step: str, section: str | None = None, para
     This is how a notebook runs in a folder it was given without the earlier results (``reprank run
     --notebooks 02``; :func:`reprank.lesson.start_lesson` calls it): the earlier lesson itself rebuilds what
     is missing (one source of truth, no copied code), with the parameters recorded in the run folder's
-    ``run.json`` (those the earlier notebook declares), then ``parameters`` and ``overrides`` (a caller passes ``model_id`` and ``seed``),
-    and that notebook's own defaults for the rest. Returns the step's metrics section.
+    ``run.json`` (those the earlier notebook declares), then ``parameters`` and ``overrides`` (a caller passes
+    ``model_id`` and ``seed``), and that notebook's own defaults for the rest. Returns the step's metrics section.
     """
     run_dir = Path(run_dir)
     section = section or registry.step(step).section
