@@ -142,13 +142,14 @@ class Lesson:
     def save_figure(self, fig, name: str) -> Path:
         return save_figure(fig, self.run_dir, name)
 
-    def save_metrics(self, values: dict) -> Path:
-        """Write ``values`` as this step's section of metrics.json, and this step's ledger where the registry
-        names a file for it; run by hand, record the step's parameters and time and mark the run done."""
+    def save_metrics(self, values: dict) -> dict:
+        """Write ``values`` as this step's section of metrics.json (returned as written: plain JSON types), and
+        this step's ledger where the registry names a file for it; run by hand, also record the step's
+        parameters and time in run.json and mark the run done."""
         ledger_name = f"compute_{self.step.prefix}"
         if self.ledger.entries and ledger_name in registry.ARTIFACTS:
             self.ledger.save(registry.artifact(self.run_dir, ledger_name), overwrite=True)
-        path = update_metrics(self.run_dir, self.step.section, values)
+        update_metrics(self.run_dir, self.step.section, values)
         if self.by_hand:
             record = read_run_record(self.run_dir)
             timing = {"notebook": self.step.notebook, "parameters": self.parameters,
@@ -157,7 +158,7 @@ class Lesson:
             record["timings"].append(timing)
             record.update(status="done", finished_at=now(), seconds=timing["seconds"])
             write_run_record(self.run_dir, record)
-        return path
+        return read_metrics(self.run_dir)[self.step.section]
 
 
 def _start_by_hand(step: registry.Step, values: dict, shared: dict) -> Path:

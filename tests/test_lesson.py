@@ -4,6 +4,7 @@ papermill."""
 
 import os
 
+import numpy as np
 import pytest
 
 from reprank import registry, runner
@@ -93,7 +94,7 @@ def test_by_hand_reuses_the_latest_compatible_finished_run(runs_root, capsys, fa
     assert lesson.artifact("hybrid_rm").is_file() and lesson.artifact("confidence").is_file()
 
     lesson.ledger.add("sampling (once)", flops=2e9, seconds=3.0, items=8)
-    lesson.save_metrics({"n_pairs": 5})
+    assert lesson.save_metrics({"n_pairs": np.int64(5)}) == {"n_pairs": 5}  # as written: plain JSON types
     record = read_run_record(lesson.run_dir)
     assert record["status"] == "done" and read_metrics(lesson.run_dir)["03_reranking"] == {"n_pairs": 5}
     (timing,) = record["timings"]
