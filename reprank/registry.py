@@ -20,6 +20,7 @@ class Step:
     prefix: str  # "01"
     notebook: str  # the notebook's file name
     section: str  # its section in metrics.json; present once the step has finished
+    needs: tuple[str, ...] = ()  # the steps whose results it reads; a notebook run in a given folder builds any missing
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class Artifact:
 
 STEPS = {
     "01": Step("01", "01_probing_safety_representations.ipynb", "01_probing"),
-    "02": Step("02", "02_label_confidence.ipynb", "02_confidence"),
-    "03": Step("03", "03_reranking.ipynb", "03_reranking"),
-    "04": Step("04", "04_aligning_with_confidence.ipynb", "04_alignment"),
+    "02": Step("02", "02_label_confidence.ipynb", "02_confidence", ("01",)),
+    "03": Step("03", "03_reranking.ipynb", "03_reranking", ("01",)),  # uses 02's fitted tau when 02 ran
+    "04": Step("04", "04_aligning_with_confidence.ipynb", "04_alignment", ("02", "03")),  # 02 and 03 build 01
 }
 
 ARTIFACTS = {
@@ -58,6 +59,18 @@ def step(prefix: str) -> Step:
         return STEPS[prefix[:2]]
     except KeyError:
         raise KeyError(f"unknown step {prefix!r}; steps: {', '.join(STEPS)}") from None
+
+
+def step_of_file(name: str) -> str | None:
+    """The step that made a file of a run folder's artifacts/ or figures/: by its ``NN_`` prefix (figures, 04's
+    answers) or its registered artifact's name (timestamped ones included); None if not known."""
+    if name[2:3] == "_" and name[:2] in STEPS:
+        return name[:2]
+    for spec in ARTIFACTS.values():
+        stem, suffix = Path(spec.filename).stem, Path(spec.filename).suffix
+        if name == spec.filename or (name.startswith(f"{stem}-") and name.endswith(suffix)):
+            return spec.step
+    return None
 
 
 def _spec(name: str) -> Artifact:

@@ -8,7 +8,6 @@ is made; a notebook gets only the parameters it declares.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -20,9 +19,10 @@ from pathlib import Path
 
 from . import registry
 from .errors import UserError
+from .fileio import atomic_write_json
 from .parameters import (build_parameters, declared_parameters, list_notebooks, notebooks_dir,  # noqa: F401
                          parse_overrides, select_notebooks)
-from .runs import environment_record, new_run_dir, read_metrics, read_run_record, write_run_record
+from .runs import environment_record, new_run_dir, now, read_metrics, read_run_record, write_run_record
 
 EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -135,43 +135,49 @@ def check_from_run(source: str | Path, option: str = "--from-run") -> Path:
     return source
 
 
-def copy_earlier_results(source: str | Path, run_dir: Path, parameters: dict) -> dict:
+def copy_earlier_results(source: str | Path, run_dir: Path, parameters: dict, steps: list[str] | None = None) -> dict:
     """Copy an earlier run's results into ``run_dir`` (which must be new); returns what to record.
 
     Notebooks see a finished earlier step by its section in ``metrics.json`` (:func:`ensure_step`), so the
     copied metrics and artifacts make them skip that step. Parameters that differ between the earlier run
     and this one are recorded and printed: a changed ``model_id`` there means the copied results do not fit.
+    With ``steps`` (prefixes), only those steps' results: their metrics sections, the whole cache, and the
+    files of artifacts/ and figures/ that no other step made (:func:`registry.step_of_file`).
     """
     source = check_from_run(source)
+    keep = lambda name: steps is None or registry.step_of_file(name) in (*steps, None)
     copied = []
     for name in EARLIER_RESULTS:
         if (source / name).is_dir():
-            shutil.copytree(source / name, run_dir / name)
+            skip = None if name == "cache" else (lambda folder, names: [n for n in names if not keep(n)])
+            shutil.copytree(source / name, run_dir / name, ignore=skip)
         elif (source / name).is_file():
             shutil.copy2(source / name, run_dir / name)
         else:
             continue
         copied.append(name)
+    sections = read_metrics(source)
+    if steps is not None:
+        sections = {key: value for key, value in sections.items() if key in {registry.step(s).section for s in steps}}
+        atomic_write_json(run_dir / "metrics.json", sections, sort_keys=True)
     earlier = read_run_record(source)
     differ = {key: {"earlier": value, "now": parameters[key]}
               for key, value in earlier.get("parameters", {}).items() if key in parameters and parameters[key] != value}
     if differ:
         print(f"[reprank] note: parameters differ from the run the results come from: {differ}", flush=True)
-    return {"path": str(source), "copied": copied, "sections": sorted(read_metrics(source)),
+    return {"path": str(source), "copied": copied, "sections": sorted(sections),
             "git_commit": earlier.get("git_commit"), "parameters_that_differ": differ}
 
 
-def _now() -> str:
-    return dt.datetime.now().isoformat(timespec="seconds")
-
-
 def start_run(run_dir: Path, profile: str, parameters: dict, notebooks: list[Path],
-              from_run: str | Path | None = None, extra: dict | None = None) -> dict:
-    """Write ``run.json`` into a new run folder (and copy an earlier run's results when asked)."""
+              from_run: str | Path | None = None, extra: dict | None = None,
+              from_steps: list[str] | None = None) -> dict:
+    """Write ``run.json`` into a new run folder (and copy an earlier run's results, of ``from_steps`` only if
+    given, when asked)."""
     record = {"profile": profile, "parameters": parameters, "notebooks": [nb.name for nb in notebooks],
-              **(extra or {}), **environment_record(), "status": "started", "started_at": _now()}
+              **(extra or {}), **environment_record(), "status": "started", "started_at": now()}
     if from_run:
-        record["from_run"] = copy_earlier_results(from_run, run_dir, parameters)
+        record["from_run"] = copy_earlier_results(from_run, run_dir, parameters, from_steps)
     write_run_record(run_dir, record)
     return record
 
@@ -227,7 +233,7 @@ def execute_run(run_dir: str | Path, progress: bool = True) -> dict:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
-    record.update(seconds=round(time.perf_counter() - start, 1), finished_at=_now())
+    record.update(seconds=round(time.perf_counter() - start, 1), finished_at=now())
     write_run_record(run_dir, record)
     return record
 
@@ -236,10 +242,11 @@ def ensure_step(run_dir: str | Path, step: str, section: str | None = None, para
                 **overrides) -> dict:
     """Make sure an earlier step's results are in ``run_dir``; if not, execute that notebook there first.
 
-    This is how a notebook runs alone: the earlier lesson itself rebuilds what is missing (one source of
-    truth, no copied code), with the parameters recorded in the run folder's ``run.json`` (those the earlier
-    notebook declares), then ``parameters`` and ``overrides`` (a caller passes ``model_id`` and ``seed``),
-    and that notebook's own defaults for the rest. Returns the step's metrics section.
+    This is how a notebook runs in a folder it was given without the earlier results (``reprank run
+    --notebooks 02``; :func:`reprank.lesson.start_lesson` calls it): the earlier lesson itself rebuilds what
+    is missing (one source of truth, no copied code), with the parameters recorded in the run folder's
+    ``run.json`` (those the earlier notebook declares), then ``parameters`` and ``overrides`` (a caller passes
+    ``model_id`` and ``seed``), and that notebook's own defaults for the rest. Returns the step's metrics section.
     """
     run_dir = Path(run_dir)
     section = section or registry.step(step).section

@@ -28,6 +28,11 @@ def runs_root() -> Path:
     return Path(os.environ.get("REPRANK_RUNS") or repo_root() / "runs")
 
 
+def now() -> str:
+    """The time as run records write it (ISO 8601, to the second)."""
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
 def new_run_dir(root: str | Path | None = None, prefix: str = "") -> Path:
     """Create a fresh, timestamped run folder; never reuses an existing one."""
     root = Path(root) if root else runs_root()
