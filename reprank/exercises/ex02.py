@@ -67,8 +67,10 @@ def _fit_temperature_cases() -> list[Case]:
     return [
         Case("400 pairs simulated with tau = 1.7", (c, r, simulated)),
         Case("30 pairs, a fifth of the labels wrong", (small_c, small_r, rng.random(30) < 0.8)),
-        Case("every label right (margins > 0): tau at the lower bound 0.05", (positive, np.zeros(20), np.ones(20, bool))),
-        Case("every label wrong (margins > 0): tau at the upper bound 100", (positive, np.zeros(20), np.zeros(20, bool))),
+        Case("every label right (margins > 0): tau at the lower bound 0.05",
+             (positive, np.zeros(20), np.ones(20, bool))),
+        Case("every label wrong (margins > 0): tau at the upper bound 100",
+             (positive, np.zeros(20), np.zeros(20, bool))),
     ]
 
 
@@ -99,7 +101,8 @@ def _ece_cases() -> list[Case]:
         Case("50 random predictions, 10 bins", (conf, rng.random(50) < conf, 10)),
         Case("calibrated (1 of 4 right at 0.25, 3 of 4 at 0.75): ECE 0",
              (np.array([0.25] * 4 + [0.75] * 4), np.array([1, 0, 0, 0, 1, 1, 1, 0], bool), 10)),
-        Case("p = 1 exactly belongs to the last bin", (np.array([1.0, 1.0, 0.95, 0.2]), np.array([1, 0, 1, 0], bool), 10)),
+        Case("p = 1 exactly belongs to the last bin",
+             (np.array([1.0, 1.0, 0.95, 0.2]), np.array([1, 0, 1, 0], bool), 10)),
         Case("p = 0.5 exactly (the paper's floor) opens the bin [0.5, 0.6)",
              (np.array([0.5, 0.5, 0.5, 0.59, 0.45]), np.array([1, 0, 0, 1, 1], bool), 10)),
         Case("p = 0 and bin edges with 4 bins, most bins empty",
@@ -115,12 +118,14 @@ def _auroc_cases() -> list[Case]:
     batch = np.repeat([0.9, 0.5, 0.7, 0.5, 0.99], 4)  # a batch confidence: four pairs share each p
     return [
         Case("40 pairs, a quarter flipped, noisy p", (noisy, flipped)),
-        Case("perfect: every flipped pair below every clean one", (np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0], bool))),
+        Case("perfect: every flipped pair below every clean one",
+             (np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0], bool))),
         Case("backwards: AUROC 0", (np.array([0.9, 0.8, 0.2]), np.array([1, 1, 0], bool))),
         Case("every p tied at the floor: AUROC 0.5", (np.full(6, 0.5), np.array([1, 0, 0, 1, 0, 0], bool))),
         Case("ties within batches of 4 count one half",
              (batch, np.array([0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1], bool))),
-        Case("no flipped pair: nothing to find, ValueError", (np.array([0.6, 0.9]), np.zeros(2, bool)), raises=ValueError),
+        Case("no flipped pair: nothing to find, ValueError", (np.array([0.6, 0.9]), np.zeros(2, bool)),
+             raises=ValueError),
     ]
 
 
@@ -149,6 +154,10 @@ DETECTION_AUROC = register(Exercise(
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def _softplus(x):  # -log sigmoid(-x), stably
+    return np.logaddexp(0, x)
 
 
 def _ece_without_the_last_edge(conf, correct, n_bins):  # p = 1 falls past the last bin and is dropped
@@ -185,13 +194,17 @@ def _grid_fit(s_c, s_r, label_correct, grid, pick=np.argmin, labels=None):
 
 
 # Answers a checker must reject (tests/test_exercises.py): each is a mistake a student makes.
+_gap = lambda c, r: torch.sigmoid(c).mean() - torch.sigmoid(r).mean()  # the right batch gap
+
 WRONG_ANSWERS = {
     "02.1": [
-        lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean())),  # no floor
+        lambda c, r, a: torch.sigmoid(a * _gap(c, r)),  # no floor
         lambda c, r, a: torch.sigmoid(a * (c.mean() - r.mean())).clamp(min=0.5),  # no inner sigmoid
-        lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c.mean()) - torch.sigmoid(r.mean()))).clamp(min=0.5),  # sigma of the mean
-        lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c) - torch.sigmoid(r))).clamp(min=0.5).mean(),  # per pair, then mean
-        lambda c, r, a: max(float(torch.sigmoid(a * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean()))), 0.5),  # nan for empty
+        # sigma of the mean, not the mean of sigma
+        lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c.mean()) - torch.sigmoid(r.mean()))).clamp(min=0.5),
+        # each pair's p, then their mean
+        lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c) - torch.sigmoid(r))).clamp(min=0.5).mean(),
+        lambda c, r, a: max(float(torch.sigmoid(a * _gap(c, r))), 0.5),  # no check for an empty batch: nan
     ],
     "02.2": [
         lambda c, r, tau: _sigmoid((c - r) * tau),  # multiplies by tau
@@ -199,9 +212,11 @@ WRONG_ANSWERS = {
         lambda c, r, tau: _sigmoid((r - c) / tau),  # the rejected side
     ],
     "02.3": [
-        lambda c, r, y, tau: -np.mean(np.where(y, np.log(_sigmoid((c - r) / tau)), np.log(1 - _sigmoid((c - r) / tau)))),  # inf
-        lambda c, r, y, tau: -np.sum(y * -np.logaddexp(0, -(c - r) / tau) + (1 - y) * -np.logaddexp(0, (c - r) / tau)),  # sum
-        lambda c, r, y, tau: -np.mean(y * -np.logaddexp(0, -(c - r) / tau)),  # forgets the wrong labels' term
+        lambda c, r, y, tau: -np.mean(np.where(y, np.log(_sigmoid((c - r) / tau)),
+                                               np.log(1 - _sigmoid((c - r) / tau)))),  # log(sigmoid): inf
+        # the sum, not the mean
+        lambda c, r, y, tau: np.sum(y * _softplus(-(c - r) / tau) + (1 - y) * _softplus((c - r) / tau)),
+        lambda c, r, y, tau: np.mean(y * _softplus(-(c - r) / tau)),  # forgets the wrong labels' term
     ],
     "02.4": [
         lambda c, r, y: _grid_fit(c, r, y, np.geomspace(0.05, 100, 1001), pick=np.argmax),  # maximises the NLL
@@ -211,7 +226,8 @@ WRONG_ANSWERS = {
     "02.5": [
         lambda p, batch: float(np.mean(p <= 0.5)),  # pairs, not batches
         lambda p, batch: float(np.mean([np.all(p[batch == b] < 0.5) for b in np.unique(batch)])),  # misses p = 0.5
-        lambda p, batch: float(np.mean([np.all(np.isclose(p[batch == b], 0.5, atol=1e-6)) for b in np.unique(batch)])),  # near is not at
+        lambda p, batch: float(np.mean([np.all(np.isclose(p[batch == b], 0.5, atol=1e-6))
+                                        for b in np.unique(batch)])),  # near the floor is not at it
     ],
     "02.6": [_ece_without_the_last_edge, _ece_unweighted, _ece_rounded_bins],
     "02.7": [
