@@ -8,7 +8,7 @@ labels.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -61,20 +61,38 @@ def paper_batch_confidence(chosen_scores, rejected_scores, alpha: float = 7.5) -
 
 
 def batched_paper_confidence(
-    chosen_scores, rejected_scores, batch_size: int, alpha: float = 7.5, seed: int = 0
+    chosen_scores, rejected_scores, batch_size: int, alpha: float = 7.5, seed: int = 0,
+    batch_confidence: Callable = paper_batch_confidence,
 ) -> np.ndarray:
     """Each pair's confidence as training would see it: its (seeded, shuffled) batch's ``p``.
 
     The paper's p belongs to a batch, not a pair, so one pair's confidence depends on its batch mates.
-    ``batch_size=1`` gives the per-pair version of the same formula.
+    ``batch_size=1`` gives the per-pair version of the same formula. ``batch_confidence(s_c, s_r, alpha)``
+    computes one batch's p from float64 tensors (notebook 02 passes the student's own).
     """
     c, r = _pair(chosen_scores, rejected_scores)
     batch = torch.from_numpy(batch_ids(len(c), batch_size, seed))
     confidence = torch.empty(len(c), dtype=c.dtype)
     for b in batch.unique():
         members = batch == b
-        confidence[members] = paper_batch_confidence(c[members], r[members], alpha)
+        confidence[members] = float(batch_confidence(c[members], r[members], alpha))
     return confidence.numpy()
+
+
+def floor_share(confidence, batch) -> float:
+    """The share of batches whose ``p`` sits at the 0.5 floor (``p <= 0.5``): batches, not pairs.
+
+    ``confidence`` holds each pair's p as ``batched_paper_confidence`` returns it (one value per batch,
+    repeated for its pairs) and ``batch`` each pair's batch id (``batch_ids``; ``np.arange(n)`` for batches of one).
+    Such a batch pulls neither way in the conservative loss. With ``alpha > 0`` it is the share of batches
+    whose gap ``mean sig(s_c) - mean sig(s_r)`` is at most 0, whatever ``alpha``.
+    """
+    conf, ids = _numpy(confidence), np.asarray(batch).reshape(-1)
+    if len(conf) != len(ids):
+        raise ValueError(f"Got {len(conf)} confidences but {len(ids)} batch ids; they must pair up.")
+    if len(conf) == 0:
+        raise ValueError("Need at least one pair.")
+    return float(pd.Series(conf <= 0.5).groupby(ids).all().mean())
 
 
 def batch_ids(n: int, batch_size: int, seed: int = 0) -> np.ndarray:
@@ -104,8 +122,8 @@ def fit_alpha(
     sig_c, sig_r = pd.Series(torch.sigmoid(c).numpy()), pd.Series(torch.sigmoid(r).numpy())
     gap = (sig_c.groupby(batch).transform("mean") - sig_r.groupby(batch).transform("mean")).to_numpy()
     # log p and log (1 - p) of p = max(sigmoid(alpha gap), 0.5), computed stably
-    return _fit_scale(lambda alpha: (np.maximum(log_expit(alpha * gap), np.log(0.5)),
-                                     np.minimum(log_expit(-alpha * gap), np.log(0.5))), y, bounds)
+    return _fit_scale(lambda alpha: _binary_nll(np.maximum(log_expit(alpha * gap), np.log(0.5)),
+                                                np.minimum(log_expit(-alpha * gap), np.log(0.5)), y), bounds)
 
 
 def pair_confidence(chosen_reward: ArrayLike, rejected_reward: ArrayLike, tau: float) -> ArrayLike:
@@ -132,7 +150,26 @@ def fit_temperature(
     c, r = _pair(chosen_reward, rejected_reward)
     margin = (c - r).numpy()
     y = _labels(label_correct, len(margin))
-    return _fit_scale(lambda tau: (log_expit(margin / tau), log_expit(-margin / tau)), y, bounds)
+    return _fit_scale(lambda tau: _temperature_nll(margin, y, tau), bounds)
+
+
+def label_nll(chosen_reward, rejected_reward, label_correct, tau: float) -> float:
+    """The mean negative log-likelihood of ``label_correct`` under ``pair_confidence(..., tau)``: what
+    ``fit_temperature`` minimises. From log-sigmoids, so a confident wrong label costs a large finite number."""
+    if tau <= 0:
+        raise ValueError(f"tau must be positive; got {tau}")
+    c, r = _pair(chosen_reward, rejected_reward)
+    margin = (c - r).numpy()
+    return _temperature_nll(margin, _labels(label_correct, len(margin)), tau)
+
+
+def _temperature_nll(margin: np.ndarray, y: np.ndarray, tau: float) -> float:
+    # log sigma(m / tau) if the label is right, log(1 - sigma(m / tau)) = log sigma(-m / tau) if not
+    return _binary_nll(log_expit(margin / tau), log_expit(-margin / tau), y)
+
+
+def _binary_nll(log_p: np.ndarray, log_q: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(y * log_p + (1 - y) * log_q))
 
 
 def _labels(label_correct, n: int) -> np.ndarray:
@@ -144,20 +181,13 @@ def _labels(label_correct, n: int) -> np.ndarray:
     return y
 
 
-def _fit_scale(log_probabilities, y: np.ndarray, bounds: tuple[float, float]) -> float:
-    """The scale within ``bounds`` that minimises the binary NLL of ``y`` (searched over its log).
-
-    ``log_probabilities(scale)`` returns (log p, log (1 - p)) of each pair's label being right.
-    """
+def _fit_scale(nll: Callable[[float], float], bounds: tuple[float, float]) -> float:
+    """The scale within ``bounds`` that minimises ``nll(scale)``, searched over its log."""
     lo, hi = bounds
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high; got {bounds}")
-
-    def nll(log_scale: float) -> float:
-        log_p, log_q = log_probabilities(np.exp(log_scale))
-        return -np.mean(y * log_p + (1 - y) * log_q)
-
-    result = minimize_scalar(nll, bounds=(np.log(lo), np.log(hi)), method="bounded")
+    result = minimize_scalar(lambda log_scale: nll(np.exp(log_scale)), bounds=(np.log(lo), np.log(hi)),
+                             method="bounded")
     return float(np.exp(result.x))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import align, confidence, rerank, reward
+from . import align, rerank, reward
 
 
 def _report(name: str, ok: bool, detail: str = "") -> bool:
@@ -31,22 +31,6 @@ def _unused_check_margin_loss(fn) -> bool:
         if got is None or not torch.allclose(torch.as_tensor(got, dtype=expected.dtype), expected, atol=1e-5):
             return _report("margin loss", False, f"margin={margin}: expected {expected.item():.4f}, got {got}")
     return _report("margin loss", True)
-
-
-def check_paper_confidence(fn) -> bool:
-    """``fn(chosen_scores, rejected_scores, alpha)`` -> the paper's batch confidence (a number)."""
-    rng = np.random.default_rng(0)
-    cases = [(rng.normal(2, 1, 8), rng.normal(-2, 1, 8)), (rng.normal(-2, 1, 8), rng.normal(2, 1, 8)),
-             (rng.normal(0, 1, 8), rng.normal(0, 1, 8))]
-    for i, (c, r) in enumerate(cases):
-        try:
-            got = fn(torch.as_tensor(c), torch.as_tensor(r), 7.5)
-        except NotImplementedError:
-            return _report("paper confidence", False, "raises NotImplementedError: fill in the function")
-        expected = float(confidence.paper_batch_confidence(torch.as_tensor(c), torch.as_tensor(r), alpha=7.5))
-        if got is None or abs(float(got) - expected) > 1e-4:
-            return _report("paper confidence", False, f"case {i}: expected {expected:.4f}, got {got}")
-    return _report("paper confidence", True)
 
 
 def check_top_bottom_pairs(fn) -> bool:

@@ -109,3 +109,47 @@ def test_fit_alpha_makes_the_batch_confidence_a_probability_of_a_right_label():
     assert confidence.fit_alpha(chosen, rejected, np.ones(n), batch_size=4, bounds=(0.1, 50)) > 49
     with pytest.raises(ValueError, match="pair up"):
         confidence.fit_alpha(chosen, rejected, np.ones(n - 1), batch_size=4)
+
+
+def test_label_nll_is_what_fit_temperature_minimises():
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    # By hand: a right label with margin 2 and a wrong one with margin 1, tau = 2.
+    expected = -(math.log(sig(1.0)) + math.log(1 - sig(0.5))) / 2
+    assert confidence.label_nll([2.0, 1.0], [0.0, 0.0], [1, 0], tau=2.0) == pytest.approx(expected, rel=1e-9)
+    # A tie costs log 2 whatever tau; a confident wrong label a large finite number, not inf.
+    assert confidence.label_nll([0.0], [0.0], [0], tau=0.3) == pytest.approx(math.log(2))
+    assert confidence.label_nll([1000.0], [0.0], [0], tau=0.05) == pytest.approx(20000.0)
+    rng = np.random.default_rng(1)
+    chosen, rejected = rng.normal(scale=3, size=300), rng.normal(scale=3, size=300)
+    correct = rng.random(300) < 1 / (1 + np.exp(-(chosen - rejected) / 2.0))
+    tau = confidence.fit_temperature(chosen, rejected, correct)
+    at_fit = confidence.label_nll(chosen, rejected, correct, tau)
+    assert at_fit <= min(confidence.label_nll(chosen, rejected, correct, tau * f) for f in (0.9, 1.1))
+    with pytest.raises(ValueError, match="positive"):
+        confidence.label_nll([1.0], [0.0], [1], tau=0.0)
+
+
+def test_floor_share_counts_batches_not_pairs():
+    # Ten pairs in batches of 4, 4 and 2: the batch of two sits at the floor (1 of 3 batches, 2 of 10 pairs).
+    batch = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    p = np.array([0.9] * 4 + [0.7] * 4 + [0.5] * 2)
+    assert confidence.floor_share(p, batch) == pytest.approx(1 / 3)
+    # Just above the floor is not at it; batches of one are pairs.
+    assert confidence.floor_share([0.5, 0.5000001, 1.0], np.arange(3)) == pytest.approx(1 / 3)
+    # With alpha > 0 the floor binds where the gap is <= 0, whatever alpha.
+    rng = np.random.default_rng(0)
+    chosen, rejected = rng.normal(size=40), rng.normal(size=40)
+    ids = confidence.batch_ids(40, 4, seed=0)
+    shares = {confidence.floor_share(confidence.batched_paper_confidence(chosen, rejected, 4, alpha=a), ids)
+              for a in (0.5, 7.5, 200.0)}
+    assert len(shares) == 1 and 0 < shares.pop() < 1
+    with pytest.raises(ValueError, match="at least one"):
+        confidence.floor_share([], [])
+
+
+def test_batched_confidence_takes_the_batch_formula_as_an_argument():
+    rng = np.random.default_rng(2)
+    chosen, rejected = rng.normal(size=9), rng.normal(size=9)
+    as_float = lambda c, r, alpha: max(float(torch.sigmoid(alpha * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean()))), 0.5)
+    np.testing.assert_allclose(confidence.batched_paper_confidence(chosen, rejected, 4, batch_confidence=as_float),
+                               confidence.batched_paper_confidence(chosen, rejected, 4), rtol=1e-12)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from reprank import align, confidence, exercises
-from reprank.exercises import ex01
+from reprank import align, exercises
+from reprank.exercises import ex01, ex02
 
 
 def unfinished(*args):
@@ -17,7 +17,7 @@ def test_reference_passes_its_own_cases(exercise):
     assert exercises.run_cases(exercise, exercise.reference)
 
 
-WRONG = [(exercise_id, index, answer) for module in (ex01,) for exercise_id, answers in module.WRONG_ANSWERS.items()
+WRONG = [(exercise_id, index, answer) for module in (ex01, ex02) for exercise_id, answers in module.WRONG_ANSWERS.items()
          for index, answer in enumerate(answers)]
 
 
@@ -34,11 +34,19 @@ def test_stub_stops_the_lesson_unless_the_reference_is_asked_for(exercise):
     assert exercises.check(exercise.id, unfinished, use_reference=True) is exercise.reference
 
 
-def test_paper_confidence_checker():
-    assert exercises.check_paper_confidence(lambda c, r, a: confidence.paper_batch_confidence(c, r, alpha=a))
-    no_floor = lambda c, r, a: float(torch.sigmoid(a * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean())))
-    assert not exercises.check_paper_confidence(no_floor)
-    assert not exercises.check_paper_confidence(unfinished)
+def test_a_case_that_expects_an_error_names_it():
+    # The paper's confidence of an empty batch: the reference raises ValueError; nan (no check) is wrong.
+    no_check = lambda c, r, a: torch.sigmoid(a * (torch.sigmoid(c).mean() - torch.sigmoid(r).mean())).clamp(min=0.5)
+    with pytest.raises(exercises.ExerciseWrong, match="empty batch.*expected a ValueError, your function returned nan"):
+        exercises.check("02.1", no_check)
+
+    def wrong_error(c, r, a):
+        if len(c) == 0:
+            raise ZeroDivisionError("no pairs")
+        return exercises.get("02.1").reference(c, r, a)
+
+    with pytest.raises(exercises.ExerciseWrong, match="expected a ValueError, your function raised ZeroDivisionError"):
+        exercises.check("02.1", wrong_error)
 
 
 def test_top_bottom_checker():

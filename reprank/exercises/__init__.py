@@ -40,11 +40,16 @@ class ExerciseWrong(AssertionError):
 
 @dataclass(frozen=True)
 class Case:
-    """One input to try: ``name`` says what it tests ("a tie", "x = -100", "an empty batch")."""
+    """One input to try: ``name`` says what it tests ("a tie", "x = -100", "an empty batch").
+
+    ``raises``: the error the reference raises on this input (an empty batch: ValueError); the student's
+    function must raise it too rather than return a value such as nan.
+    """
 
     name: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    raises: type[Exception] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,10 @@ def run_cases(exercise: Exercise, fn: Callable) -> list[str]:
     from an unfinished stub passes through)."""
     names = []
     for case in exercise.cases():
+        if case.raises is not None:
+            _expect_error(exercise, case, fn)
+            names.append(case.name)
+            continue
         expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         try:
             got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
@@ -164,6 +173,20 @@ def run_cases(exercise: Exercise, fn: Callable) -> list[str]:
             raise ExerciseWrong(f"exercise {exercise.id} ({exercise.title}), case '{case.name}': {problem}")
         names.append(case.name)
     return names
+
+
+def _expect_error(exercise: Exercise, case: Case, fn: Callable) -> None:
+    where = f"exercise {exercise.id} ({exercise.title}), case '{case.name}'"
+    try:
+        got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+    except NotImplementedError:
+        raise
+    except case.raises:
+        return
+    except Exception as error:
+        raise ExerciseWrong(f"{where}: expected a {case.raises.__name__}, your function raised "
+                            f"{type(error).__name__}: {error}") from error
+    raise ExerciseWrong(f"{where}: expected a {case.raises.__name__}, your function returned {describe(got)}")
 
 
 def check(exercise_id: str, fn: Callable, use_reference: bool = False) -> Callable:
@@ -189,4 +212,4 @@ def is_close(a: float, b: float, atol: float = 1e-6) -> bool:
 
 
 # Checkers of the notebooks not yet moved to the Exercise registry (each moves to its exNN module).
-from ..exercises_legacy import check_conservative_loss, check_paper_confidence, check_top_bottom_pairs  # noqa: E402,F401
+from ..exercises_legacy import check_conservative_loss, check_top_bottom_pairs  # noqa: E402,F401
