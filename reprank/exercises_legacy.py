@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import align, confidence, rerank, reward
+from . import align, confidence, reward
 
 
 def _report(name: str, ok: bool, detail: str = "") -> bool:
@@ -47,24 +47,6 @@ def check_paper_confidence(fn) -> bool:
         if got is None or abs(float(got) - expected) > 1e-4:
             return _report("paper confidence", False, f"case {i}: expected {expected:.4f}, got {got}")
     return _report("paper confidence", True)
-
-
-def check_top_bottom_pairs(fn) -> bool:
-    """``fn(rewards, m)`` -> list of (chosen_index, rejected_index): rank i vs rank i + m, i < m."""
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    for n, m in ((8, 4), (5, 2), (6, 1), (3, 4)):
-        rewards = rng.normal(size=n)
-        try:
-            got = fn(rewards.copy(), m)
-        except NotImplementedError:
-            return _report("top-bottom pairs", False, "raises NotImplementedError: fill in the function")
-        frame = pd.DataFrame({"prompt": "p", "response": [str(i) for i in range(n)], "origin": "x", "reward": rewards})
-        expected = [(int(p.chosen), int(p.rejected)) for p in rerank.build_ranked_pairs(frame, m=m).itertuples()]
-        if got is None or [tuple(map(int, pair)) for pair in got] != expected:
-            return _report("top-bottom pairs", False, f"n={n}, m={m}: expected {expected}, got {got}")
-    return _report("top-bottom pairs", True)
 
 
 def check_conservative_loss(fn) -> bool:
