@@ -243,7 +243,7 @@ def ks_distance(sample_a: Sequence[float], sample_b: Sequence[float]) -> float:
 
 def pair_costs(seconds: float, flops: float, items: int, n_pairs: int) -> dict:
     """One ledger stage's throughput and its cost per pair produced; None where the denominator is 0
-    (a cache hit takes 0 s; a run can produce no pairs)."""
+    (a stage with no time recorded, a run that produced no pairs)."""
     return {"items_per_second": items / seconds if seconds > 0 else None,
             "seconds_per_pair": seconds / n_pairs if n_pairs > 0 else None,
             "gflop_per_pair": flops / 1e9 / n_pairs if n_pairs > 0 else None}

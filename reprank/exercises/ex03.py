@@ -115,7 +115,7 @@ def _ks_cases() -> list[Case]:
 def _cost_cases() -> list[Case]:
     return [
         Case("a sampling stage", (12.5, 3.2e12, 480, 96)),
-        Case("a cache hit: 0 s, so no throughput", (0.0, 3.2e12, 480, 96)),
+        Case("no time recorded (0 s): no throughput", (0.0, 3.2e12, 480, 96)),
         Case("no pairs: no cost per pair", (4.0, 1e11, 480, 0)),
     ]
 
