@@ -3,10 +3,9 @@ your answer matches the reference implementation in reprank, and if not, on whic
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from . import align, rerank, reward
+from . import align, reward
 
 
 def _report(name: str, ok: bool, detail: str = "") -> bool:
@@ -33,22 +32,6 @@ def _unused_check_margin_loss(fn) -> bool:
     return _report("margin loss", True)
 
 
-def check_top_bottom_pairs(fn) -> bool:
-    """``fn(rewards, m)`` -> list of (chosen_index, rejected_index): rank i vs rank i + m, i < m."""
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    for n, m in ((8, 4), (5, 2), (6, 1), (3, 4)):
-        rewards = rng.normal(size=n)
-        try:
-            got = fn(rewards.copy(), m)
-        except NotImplementedError:
-            return _report("top-bottom pairs", False, "raises NotImplementedError: fill in the function")
-        frame = pd.DataFrame({"prompt": "p", "response": [str(i) for i in range(n)], "origin": "x", "reward": rewards})
-        expected = [(int(p.chosen), int(p.rejected)) for p in rerank.build_ranked_pairs(frame, m=m).itertuples()]
-        if got is None or [tuple(map(int, pair)) for pair in got] != expected:
-            return _report("top-bottom pairs", False, f"n={n}, m={m}: expected {expected}, got {got}")
-    return _report("top-bottom pairs", True)
 
 
 def check_conservative_loss(fn) -> bool:

@@ -11,12 +11,12 @@ import json
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import ks_2samp, spearmanr
 
 from . import confidence as confidence_lib
 from .extraction import extract_hidden_states
@@ -88,31 +88,70 @@ def score_candidates(
     return reward_model(torch.as_tensor(states.end)).numpy()
 
 
-def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 2) -> pd.DataFrame:
+def best_worst_pairs(rewards) -> list[tuple[int, int]]:
+    """The best candidate of one pool against its worst: ``[(best, worst)]`` as indices into ``rewards``.
+
+    Ranked highest first, ties keep their pool order (a stable sort): among equal lowest rewards the last
+    ranks last. No pair (``[]``) when the two rewards tie, which covers a pool of one.
+    """
+    rewards = np.asarray(rewards, dtype=float)
+    if len(rewards) < 2:
+        return []
+    order = np.argsort(-rewards, kind="stable")
+    best, worst = int(order[0]), int(order[-1])
+    return [(best, worst)] if rewards[best] > rewards[worst] else []
+
+
+def top_bottom_pairs(rewards, m: int) -> list[tuple[int, int]]:
+    """As the authors pair one pool: rank ``i`` against rank ``i + h`` for ``i < h``, ``h = min(m, n // 2)``.
+
+    8 samples, m = 4: ranks 0-4, 1-5, 2-6, 3-7. Ranks as in :func:`best_worst_pairs` (highest first, ties in
+    pool order); a pair whose two rewards tie is skipped. Returns (chosen, rejected) indices into ``rewards``.
+    """
+    rewards = np.asarray(rewards, dtype=float)
+    order = np.argsort(-rewards, kind="stable")
+    h = min(m, len(rewards) // 2)
+    return [(int(order[i]), int(order[i + h])) for i in range(h) if rewards[order[i]] > rewards[order[i + h]]]
+
+
+def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 2,
+                       pair_indices: Callable | None = None) -> pd.DataFrame:
     """Pairs per prompt from the reward ranking of its candidates (column ``reward``).
 
-    ``top_bottom``: as the authors pair: the top ``m`` against the bottom ``m`` in rank order, i.e. rank ``i``
-    against rank ``i + m`` for ``i < m`` (8 samples, m = 4: ranks 0-4, 1-5, 2-6, 3-7). A pool of fewer than
-    ``2m`` candidates uses ``m = len(pool) // 2``.
-    ``best_worst``: only the best against the worst. Pairs whose two rewards tie are skipped.
+    ``top_bottom``: :func:`top_bottom_pairs` with ``m``; ``best_worst``: :func:`best_worst_pairs`.
+    ``pair_indices`` (one pool's rewards -> (chosen, rejected) index pairs) replaces both: a lesson passes
+    its own. Pairs of two identical texts are skipped.
     """
     if mode not in PAIRING_MODES:
         raise ValueError(f"mode must be one of {PAIRING_MODES}, got '{mode}'")
+    if pair_indices is None:
+        pair_indices = best_worst_pairs if mode == "best_worst" else (lambda rewards: top_bottom_pairs(rewards, m))
     pairs = []
     for prompt, group in scored.groupby("prompt", sort=False):
-        ranked = group.sort_values("reward", ascending=False, kind="stable")
-        half = min(m, len(ranked) // 2)
-        ranks = [(0, len(ranked) - 1)] if mode == "best_worst" else [(i, i + half) for i in range(half)]
-        for i, j in ranks:
-            best, worst = ranked.iloc[i], ranked.iloc[j]
-            if best.reward <= worst.reward or best.response == worst.response:
+        rewards = group.reward.to_numpy(dtype=float)
+        rank = np.empty(len(rewards), dtype=int)
+        rank[np.argsort(-rewards, kind="stable")] = np.arange(len(rewards))
+        for i, j in pair_indices(rewards):
+            best, worst = group.iloc[i], group.iloc[j]
+            if best.response == worst.response:
                 continue
             pairs.append({
                 "prompt": prompt, "chosen": best.response, "rejected": worst.response,
                 "chosen_reward": float(best.reward), "rejected_reward": float(worst.reward),
-                "chosen_origin": best.origin, "rejected_origin": worst.origin, "rank": i,
+                "chosen_origin": best.origin, "rejected_origin": worst.origin, "rank": int(rank[i]),
             })
     return pd.DataFrame(pairs)
+
+
+def ranked_pair_confidence(chosen_reward, rejected_reward, tau: float | None = None, alpha: float = 7.5) -> np.ndarray:
+    """Each pair's confidence from its two rewards, as ``make_pairs`` attaches it.
+
+    With notebook 02's ``tau``: ``sigmoid((R_c - R_r) / tau)`` (below 0.5 when the reward disagrees with the
+    label). Without: the paper's formula for a batch of one pair, ``max(sigmoid(alpha (sig(R_c) - sig(R_r))), 0.5)``.
+    """
+    if tau is not None:
+        return np.asarray(confidence_lib.pair_confidence(chosen_reward, rejected_reward, tau))
+    return confidence_lib.batched_paper_confidence(chosen_reward, rejected_reward, 1, alpha=alpha)
 
 
 def make_pairs(
@@ -124,6 +163,8 @@ def make_pairs(
     benign_refusal_last: bool = False,
     tau: float | None = None,
     alpha: float = 7.5,
+    pair_indices: Callable | None = None,
+    pair_confidence: Callable = ranked_pair_confidence,
 ) -> pd.DataFrame:
     """Training pairs from scored candidates, each with a confidence and a source.
 
@@ -131,7 +172,9 @@ def make_pairs(
     harmful_prompt. ``use_references=False`` drops the written references from every pool first (the
     ablation "only the policy's own samples"). ``benign_refusal_last`` ranks a benign prompt's written refusal
     below every other candidate (a rule). The confidence is the per-pair fitted one,
-    ``sigmoid((R_c - R_r) / tau)``, when notebook 02's ``tau`` is given, else the paper's formula per pair.
+    ``sigmoid((R_c - R_r) / tau)``, when notebook 02's ``tau`` is given, else the paper's formula per pair
+    (:func:`ranked_pair_confidence`). ``pair_indices`` and ``pair_confidence`` (called like
+    ``ranked_pair_confidence``) let a lesson build the pairs with its own functions.
     """
     pool = candidates if use_references else candidates[candidates.origin != "reference"]
     if benign_refusal_last:
@@ -141,14 +184,10 @@ def make_pairs(
         moved = (pool.origin == "reference") & ~pool.harmful_prompt.astype(bool)
         lowest = pool.groupby("prompt").reward.transform("min")
         pool.loc[moved, "reward"] = lowest[moved] - 1.0
-    pairs = build_ranked_pairs(pool, mode=pairing, m=m)
+    pairs = build_ranked_pairs(pool, mode=pairing, m=m, pair_indices=pair_indices)
     if pairs.empty:
         return pairs
-    chosen, rejected = pairs.chosen_reward.to_numpy(), pairs.rejected_reward.to_numpy()
-    if tau is not None:
-        pairs["confidence"] = confidence_lib.pair_confidence(chosen, rejected, tau)
-    else:
-        pairs["confidence"] = confidence_lib.batched_paper_confidence(chosen, rejected, 1, alpha=alpha)
+    pairs["confidence"] = pair_confidence(pairs.chosen_reward.to_numpy(), pairs.rejected_reward.to_numpy(), tau, alpha)
     harmful = candidates.drop_duplicates("prompt").set_index("prompt").harmful_prompt
     pairs["source"] = np.where(pairs.prompt.map(harmful), "rerank_harmful", "rerank_benign")
     return pairs
@@ -162,7 +201,10 @@ def text_statistics(responses: Sequence[str]) -> dict:
 
 
 def mean_rank_correlation(groups: Sequence, before: Sequence[float], after: Sequence[float]) -> float:
-    """Mean Spearman correlation, within each group (prompt), between two scorings of the same candidates."""
+    """Mean Spearman correlation, within each group (prompt), between two scorings of the same candidates.
+
+    Groups of fewer than 3 candidates, or where either scoring is constant, are left out; nan when none is left.
+    """
     frame = pd.DataFrame({"group": list(groups), "before": before, "after": after})
     rhos = []
     for _, g in frame.groupby("group"):
@@ -174,6 +216,8 @@ def mean_rank_correlation(groups: Sequence, before: Sequence[float], after: Sequ
 def ranking_check(candidates: pd.DataFrame) -> dict:
     """Does the reward rank what a safety reward should? Shares of pools that hold a written refusal.
 
+    Pools are ranked by reward, highest first, ties in pool order (a stable sort); pools without a written
+    reference are left out (nan when none is left).
     ``refusal_first_harmful``: harmful prompts whose written refusal ranks first; a reward model that knows
     nothing (shuffled scores) gets about 1 / pool size, and notebook 03 stops below ``RANKING_MINIMUM``.
     ``refusal_last_benign`` (reported, not required): benign prompts whose refusal ranks last. A reward trained
@@ -190,3 +234,22 @@ def ranking_check(candidates: pd.DataFrame) -> dict:
 
 
 RANKING_MINIMUM = 0.6  # for refusal_first_harmful
+
+
+def ks_distance(sample_a: Sequence[float], sample_b: Sequence[float]) -> float:
+    """Kolmogorov-Smirnov distance of two samples: the largest gap between their empirical CDFs."""
+    return float(ks_2samp(np.asarray(sample_a, dtype=float), np.asarray(sample_b, dtype=float)).statistic)
+
+
+def pair_costs(seconds: float, flops: float, items: int, n_pairs: int) -> dict:
+    """One ledger stage's throughput and its cost per pair produced; None where the denominator is 0
+    (a stage with no time recorded, a run that produced no pairs)."""
+    return {"items_per_second": items / seconds if seconds > 0 else None,
+            "seconds_per_pair": seconds / n_pairs if n_pairs > 0 else None,
+            "gflop_per_pair": flops / 1e9 / n_pairs if n_pairs > 0 else None}
+
+
+def shown_completion(text: str, limit: int = 80) -> str:
+    """A completion to a harmful prompt as the lessons print it: its first ``limit`` characters, marked."""
+    cut = text if len(text) <= limit else text[:limit].rstrip() + " [...]"
+    return f"[completion to a harmful prompt, at most {limit} characters shown] {cut!r}"

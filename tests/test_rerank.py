@@ -73,3 +73,41 @@ def test_benign_refusal_last_pairs_an_answer_against_the_refusal_whatever_the_re
     ruled = rerank.make_pairs(scored, benign_refusal_last=True, tau=1.0).set_index("prompt")
     assert ruled.loc["ok", "rejected"] == "I can't help with that." and ruled.loc["ok", "chosen"] == "an answer"
     assert ruled.loc["harm", "chosen"] == plain.loc["harm", "chosen"]  # harmful pools are left to the reward
+
+
+def test_pair_indices_rank_highest_first_keep_pool_order_on_ties_and_skip_tied_pairs():
+    assert rerank.best_worst_pairs([2.0, 0.0, 1.0, 0.0]) == [(0, 3)]  # the later of the tied lowest ranks last
+    assert rerank.best_worst_pairs([1.0, 1.0]) == [] and rerank.best_worst_pairs([0.3]) == []
+    assert rerank.top_bottom_pairs([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 4) == [(7, 3), (6, 2), (5, 1), (4, 0)]
+    assert rerank.top_bottom_pairs([3.0, 2.0, 1.0], 4) == [(0, 1)]  # n < 2m: h = n // 2
+    assert rerank.top_bottom_pairs([1.0, 1.0, 1.0, 0.0], 2) == [(1, 3)]  # ranks 0-2 tie: skipped
+    assert rerank.top_bottom_pairs([1.0, 0.0], 0) == []
+
+
+def test_make_pairs_uses_the_lessons_own_functions_when_given():
+    calls = []
+
+    def worst_first(rewards):  # a deliberately odd pairing: the pool's worst as chosen
+        calls.append(len(rewards))
+        return [(int(np.argmin(rewards)), int(np.argmax(rewards)))]
+
+    pairs = rerank.make_pairs(pools(), pair_indices=worst_first, pair_confidence=lambda c, r, tau, alpha: np.full(len(c), 0.7))
+    assert calls == [4, 3]
+    assert (pairs.chosen_reward < pairs.rejected_reward).all() and (pairs.confidence == 0.7).all()
+    assert list(pairs["rank"]) == [3, 2]  # the chosen one's rank in its pool
+
+
+def test_ranked_pair_confidence_floors_the_papers_formula_but_not_the_fitted_one():
+    c, r = np.array([0.0, 1.0]), np.array([1.0, 1.0])  # reversed, tied
+    np.testing.assert_allclose(rerank.ranked_pair_confidence(c, r, None, 7.5), [0.5, 0.5])
+    fitted = rerank.ranked_pair_confidence(c, r, 0.5)
+    assert fitted[0] < 0.5 and fitted[1] == 0.5
+
+
+def test_ks_distance_pair_costs_and_shown_completion():
+    assert rerank.ks_distance([0.0, 1.0], [0.0, 1.0]) == 0 and rerank.ks_distance([0.0], [1.0, 2.0]) == 1
+    assert rerank.ks_distance([0.0, 1.0, 1.0, 2.0], [1.0, 1.0, 3.0]) == pytest.approx(1 / 3)
+    assert rerank.pair_costs(2.0, 4e9, 10, 4) == {"items_per_second": 5.0, "seconds_per_pair": 0.5, "gflop_per_pair": 1.0}
+    assert rerank.pair_costs(0.0, 4e9, 10, 0) == {"items_per_second": None, "seconds_per_pair": None, "gflop_per_pair": None}
+    shown = rerank.shown_completion("step " * 100, limit=20)
+    assert shown.startswith("[completion to a harmful prompt") and len(shown) < 100 and "[...]" in shown
