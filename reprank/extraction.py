@@ -69,6 +69,14 @@ def all_layers(model: torch.nn.Module) -> list[int]:
     return list(range(1, model.config.num_hidden_layers + 1))
 
 
+def end_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(b, t, d) states and a (b, t) mask (1 = real token, 0 = padding) -> (b, d): each text's state at its
+    last real position, under right padding (pads after the text) and left padding (pads before it) alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask.long() * positions).amax(-1)
+    return hidden[torch.arange(len(hidden), device=hidden.device), last]
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[list[int]]:
     """Indices grouped longest first, each batch within ``batch_size`` texts and ``max_batch_tokens`` padded tokens."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
@@ -107,6 +115,7 @@ def extract_hidden_states(
     cache_dir: str | Path | None = None,
     model_name: str | None = None,
     progress: bool = True,
+    end_token_fn=end_token_states,
 ) -> HiddenStates:
     """Hidden states at the end token (and optionally the mean over response tokens) for every layer.
 
@@ -115,6 +124,7 @@ def extract_hidden_states(
     batch), run through the transformer body under ``inference_mode``, and returned in the input order as
     float32 arrays.
     With ``cache_dir`` set, results are stored there keyed by model name, layers and the exact texts.
+    ``end_token_fn(hidden, attention_mask)`` reads the end token (notebook 01 passes the student's own).
     """
     if len(prompts) != len(responses):
         raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses; they must pair up.")
@@ -156,10 +166,9 @@ def extract_hidden_states(
         # Right padding and no attention mask: under causal attention a token never sees the pads after
         # it, and we only read real positions. Without a padding mask attention takes its fast causal path.
         out = body(input_ids=input_ids.to(device), output_hidden_states=True, use_cache=False)
-        rows = torch.arange(len(batch), device=device)
-        last = (lengths - 1).to(device)
+        real = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long().to(device)
         states = [out.hidden_states[layer] for layer in layers]  # each (b, t, d); gather, don't copy all
-        end[batch] = torch.stack([h[rows, last] for h in states], dim=1).float().cpu().numpy()
+        end[batch] = torch.stack([end_token_fn(h, real) for h in states], dim=1).float().cpu().numpy()
         if want_mean:
             positions = torch.arange(input_ids.shape[1])[None, :]
             starts = torch.tensor([prefix_lengths[i] for i in batch])[:, None]

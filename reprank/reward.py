@@ -17,6 +17,15 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 
+def fit_probe(train_x: np.ndarray, train_y: np.ndarray, *, C: float = 0.1, seed: int = 0):
+    """One linear probe on one layer's states (n, d): scikit-learn's standardisation, then logistic regression.
+
+    ``probe.decision_function(x)`` is its logit of "unsafe"; notebook 01 negates it to use the probe as a reward.
+    """
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+    return probe.fit(train_x, train_y)
+
+
 def probe_layers(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -27,39 +36,65 @@ def probe_layers(
     C: float = 0.1,
     seed: int = 0,
     progress: bool = True,
+    auroc_fn=roc_auc_score,
 ) -> pd.DataFrame:
     """Fit one standardized logistic-regression probe per layer; score it on held-out states.
 
     ``*_x`` have shape (n, n_layers, d); ``*_y`` are 1 for unsafe responses. Returns one row per layer
-    with held-out accuracy and AUROC.
+    with held-out accuracy and AUROC. ``auroc_fn(labels, scores)`` computes the AUROC (notebook 01 passes
+    the student's own).
     """
     if len(set(train_y)) < 2 or len(set(test_y)) < 2:
         raise ValueError("Probes need both safe and unsafe examples in the training and the held-out split.")
     rows = []
     for j, layer in enumerate(tqdm(layers, desc="probes", unit="layer", disable=not progress)):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
-        probe.fit(train_x[:, j], train_y)
+        probe = fit_probe(train_x[:, j], train_y, C=C, seed=seed)
         score = probe.predict_proba(test_x[:, j])[:, 1]
         rows.append(
             {
                 "layer": layer,
                 "accuracy": accuracy_score(test_y, score > 0.5),
-                "auroc": roc_auc_score(test_y, score),
+                "auroc": float(auroc_fn(test_y, score)),
             }
         )
     return pd.DataFrame(rows)
 
 
+MIN_STD = 1e-4  # the floor on a feature's standard deviation: a feature constant in training divides by this
+
+
+def feature_statistics(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation (n - 1 in the denominator, floored at ``MIN_STD``) over the
+    rows of (n, n_layers, d) training states: two (n_layers, d) tensors."""
+    return states.mean(0), states.std(0).clamp(min=MIN_STD)
+
+
+def layer_scores(states, mean, std, weight, bias) -> torch.Tensor:
+    """``t_l = w_l . (h_l - mu_l) / s_l + b_l``: (..., n_layers, d) states -> (..., n_layers) scores."""
+    return ((states - mean) / std * weight).sum(-1) + bias
+
+
+def hybrid_reward(states, mean, std, weight, bias, gate_weight) -> torch.Tensor:
+    """The hybrid RM's forward, ``R = sum_l sigmoid(V t)_l t_l``: (..., n_layers, d) states -> (...) rewards.
+
+    ``gate_weight`` is V, (n_layers, n_layers): the gate of layer l reads ``(V t)_l = sum_k V[l, k] t_k``.
+    """
+    t = layer_scores(states, mean, std, weight, bias)
+    return (torch.sigmoid(t @ gate_weight.T) * t).sum(-1)
+
+
 class HybridRewardModel(torch.nn.Module):
     """One linear score per layer, mixed by a sigmoid gate: ``R = sum_l sigmoid(V t)_l * t_l``.
 
-    ``t_l = w_l . h_l + b_l`` reads layer ``l``'s hidden state. Unlike the paper we standardize each
+    ``t_l = w_l . (h_l - mu_l) / s_l + b_l`` reads layer ``l``'s hidden state. Unlike the paper we standardize each
     feature with training-set statistics (stored as buffers): layers differ in scale by 100x on small
     models, and a shared learning rate then trains them all.
     """
 
-    def __init__(self, n_layers: int, hidden_size: int, layers: list[int] | None = None):
+    def __init__(self, n_layers: int, hidden_size: int, layers: list[int] | None = None, forward_fn=None):
         super().__init__()
+        # forward_fn(states, mean, std, weight, bias, gate_weight) -> rewards; notebook 01 passes the student's own.
+        self.forward_fn = forward_fn or hybrid_reward
         self.layers = list(layers) if layers is not None else list(range(1, n_layers + 1))
         self.register_buffer("feature_mean", torch.zeros(n_layers, hidden_size))
         self.register_buffer("feature_std", torch.ones(n_layers, hidden_size))
@@ -68,21 +103,23 @@ class HybridRewardModel(torch.nn.Module):
         self.gate = torch.nn.Linear(n_layers, n_layers, bias=False)
         torch.nn.init.zeros_(self.gate.weight)  # every gate starts at 0.5: all layers count equally
 
-    def fit_normalization(self, states: torch.Tensor) -> None:
-        self.feature_mean.copy_(states.mean(0))
-        self.feature_std.copy_(states.std(0).clamp(min=1e-4))
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, statistics_fn=feature_statistics) -> None:
+        mean, std = statistics_fn(states)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
 
     def layer_scores(self, states: torch.Tensor) -> torch.Tensor:
         """(..., n_layers, d) hidden states -> (..., n_layers) per-layer scores ``t``."""
-        z = (states.to(self.probe_weight.dtype) - self.feature_mean) / self.feature_std
-        return (z * self.probe_weight).sum(-1) + self.probe_bias
+        return layer_scores(states.to(self.probe_weight.dtype), self.feature_mean, self.feature_std,
+                            self.probe_weight, self.probe_bias)
 
     def gates(self, states: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.gate(self.layer_scores(states)))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        scores = self.layer_scores(states)
-        return (torch.sigmoid(self.gate(scores)) * scores).sum(-1)
+        return self.forward_fn(states.to(self.probe_weight.dtype), self.feature_mean, self.feature_std,
+                               self.probe_weight, self.probe_bias, self.gate.weight)
 
     def save(self, path: str | Path, **metadata) -> Path:
         path = Path(path)
@@ -111,11 +148,20 @@ def margin_bt_loss(chosen_reward: torch.Tensor, rejected_reward: torch.Tensor, m
     return -F.logsigmoid(chosen_reward - rejected_reward - margin).mean()
 
 
+def pairwise_accuracy_of_rewards(chosen_reward, rejected_reward) -> float:
+    """The share of pairs whose chosen reward is strictly above the rejected one (a tie is a miss); nan for
+    no pairs."""
+    chosen, rejected = np.asarray(chosen_reward), np.asarray(rejected_reward)
+    if chosen.size == 0:
+        return float("nan")
+    return float(np.mean(chosen > rejected))
+
+
 @torch.no_grad()
 def pairwise_accuracy(model: HybridRewardModel, chosen: np.ndarray, rejected: np.ndarray) -> float:
-    """How often the reward ranks chosen above rejected."""
+    """How often the reward model ranks chosen above rejected (hidden states (n, n_layers, d))."""
     model.eval()
-    return float((model(torch.as_tensor(chosen)) > model(torch.as_tensor(rejected))).float().mean())
+    return pairwise_accuracy_of_rewards(model(torch.as_tensor(chosen)).numpy(), model(torch.as_tensor(rejected)).numpy())
 
 
 @dataclass
@@ -140,12 +186,16 @@ def train_hybrid_reward_model(
     seed: int = 0,
     progress: bool = True,
     loss_fn=margin_bt_loss,
+    forward_fn=None,
+    statistics_fn=feature_statistics,
 ) -> RewardTrainingResult:
     """Train the hybrid RM on (chosen, rejected) hidden-state pairs of shape (n, n_layers, d).
 
     Adam with weight decay, the paper's margin-1 Bradley-Terry loss; the checkpoint kept is the one
     with the best validation pairwise accuracy (ties: lower validation loss), as in the authors' code.
-    ``loss_fn(chosen_reward, rejected_reward, margin)`` is the loss (notebook 01 passes the student's own).
+    ``loss_fn(chosen_reward, rejected_reward, margin)`` is the loss, ``forward_fn`` the model's forward (see
+    :func:`hybrid_reward`) and ``statistics_fn`` the standardisation's statistics (see :func:`feature_statistics`):
+    notebook 01 passes the student's own.
     """
     if train_chosen.shape != train_rejected.shape or train_chosen.ndim != 3:
         raise ValueError(f"chosen/rejected must both be (n, n_layers, d); got {train_chosen.shape}, {train_rejected.shape}")
@@ -154,10 +204,10 @@ def train_hybrid_reward_model(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     _, n_layers, hidden = train_chosen.shape
-    model = HybridRewardModel(n_layers, hidden, layers)
+    model = HybridRewardModel(n_layers, hidden, layers, forward_fn=forward_fn)
     tc, tr = torch.as_tensor(train_chosen), torch.as_tensor(train_rejected)
     vc, vr = torch.as_tensor(val_chosen), torch.as_tensor(val_rejected)
-    model.fit_normalization(torch.cat([tc, tr]))
+    model.fit_normalization(torch.cat([tc, tr]), statistics_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     history, best, best_key = [], None, None

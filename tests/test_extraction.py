@@ -80,3 +80,12 @@ def test_bad_arguments_are_explained(default_model):
         extraction.extract_hidden_states(m, tok, PROMPTS[:2], RESPONSES[:1], progress=False)
     with pytest.raises(ValueError, match="pools"):
         extraction.extract_hidden_states(m, tok, PROMPTS[:1], RESPONSES[:1], pools=("max",), progress=False)
+
+
+def test_end_token_state_is_the_last_real_position_under_left_and_right_padding():
+    hidden = torch.randn(2, 4, 3)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    torch.testing.assert_close(extraction.end_token_states(hidden, right), hidden[[0, 1], [1, 3]])
+    torch.testing.assert_close(extraction.end_token_states(hidden, left), hidden[[0, 1], [3, 3]])
+    torch.testing.assert_close(extraction.end_token_states(hidden, right.bool()), hidden[[0, 1], [1, 3]])

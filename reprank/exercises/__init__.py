@@ -4,7 +4,7 @@ A notebook's exercise is four cells (see ``reprank.student`` for how the edition
 the statement (markdown), the student's function (a stub that raises ``NotImplementedError``), the hidden
 reference solution (runs only with ``use_reference_solutions = True``) and the check::
 
-    my_margin_loss = exercises.check("01.2", my_margin_loss, use_reference=use_reference_solutions)
+    my_margin_loss = exercises.check("01.5", my_margin_loss, use_reference=use_reference_solutions)
 
 :func:`check` runs the exercise's cases against the student's function and the reference implementation
 in ``reprank`` and returns the function the lesson goes on with: the student's when it is right, the
