@@ -247,9 +247,3 @@ def pair_costs(seconds: float, flops: float, items: int, n_pairs: int) -> dict:
     return {"items_per_second": items / seconds if seconds > 0 else None,
             "seconds_per_pair": seconds / n_pairs if n_pairs > 0 else None,
             "gflop_per_pair": flops / 1e9 / n_pairs if n_pairs > 0 else None}
-
-
-def shown_completion(text: str, limit: int = 80) -> str:
-    """A completion to a harmful prompt as the lessons print it: its first ``limit`` characters, marked."""
-    cut = text if len(text) <= limit else text[:limit].rstrip() + " [...]"
-    return f"[completion to a harmful prompt, at most {limit} characters shown] {cut!r}"
