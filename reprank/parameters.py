@@ -112,6 +112,22 @@ def declared_parameters(notebook: Path) -> frozenset:
     return frozenset(parameter_defaults(notebook))
 
 
+# A notebook with exercises declares it (False: a student's own run); a run, a sweep point or a step rebuilt by
+# ``runner.ensure_step`` goes on with the hidden reference solutions unless the user set it.
+REFERENCE_SOLUTIONS = "use_reference_solutions"
+
+
+def notebook_parameters(notebook: Path, parameters: dict) -> dict:
+    """What papermill gives ``notebook``: the ``parameters`` it declares, and ``use_reference_solutions=True``
+    where it declares that and ``parameters`` does not set it (``--set use_reference_solutions=false`` runs a
+    student's own solutions through the pipeline)."""
+    declared = declared_parameters(notebook)
+    given = {key: value for key, value in parameters.items() if key in declared}
+    if REFERENCE_SOLUTIONS in declared:
+        given.setdefault(REFERENCE_SOLUTIONS, True)
+    return given
+
+
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
                dict: "a mapping"}
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from . import registry
 from .errors import UserError
 from .fileio import atomic_write_json
-from .parameters import (build_parameters, declared_parameters, list_notebooks, notebooks_dir,  # noqa: F401
-                         parse_overrides, select_notebooks)
+from .parameters import (build_parameters, declared_parameters, list_notebooks, notebook_parameters,  # noqa: F401
+                         notebooks_dir, parse_overrides, select_notebooks)
 from .runs import environment_record, new_run_dir, now, read_metrics, read_run_record, write_run_record
 
 EXIT_STATUS = {"SIGINT": 130, "SIGTERM": 143}
@@ -90,7 +90,8 @@ def _first_line(source: str) -> str:
 
 def execute_series(notebooks: list[Path], parameters: dict, run_dir: Path, progress: bool = True,
                    timings: list | None = None, current: dict | None = None) -> list[dict]:
-    """Run notebooks in order into ``run_dir``; each gets the parameters it declares.
+    """Run notebooks in order into ``run_dir``; each gets the parameters it declares (and the reference
+    solutions unless ``parameters`` says otherwise: :func:`reprank.parameters.notebook_parameters`).
 
     Each finished notebook appends ``{notebook, parameters, seconds}`` to ``timings`` (returned); ``current``
     is updated with the notebook being executed and its output. A notebook that raises stops the series
@@ -102,8 +103,7 @@ def execute_series(notebooks: list[Path], parameters: dict, run_dir: Path, progr
     kernel_environment()
     timings = [] if timings is None else timings
     for notebook in notebooks:
-        declared = declared_parameters(notebook)
-        given = {k: v for k, v in parameters.items() if k in declared}
+        given = notebook_parameters(notebook, parameters)
         given["output_dir"] = str(Path(run_dir).resolve())
         output = Path(run_dir) / notebook.name
         if current is not None:
@@ -246,7 +246,9 @@ def ensure_step(run_dir: str | Path, step: str, section: str | None = None, para
     --notebooks 02``; :func:`reprank.lesson.start_lesson` calls it): the earlier lesson itself rebuilds what
     is missing (one source of truth, no copied code), with the parameters recorded in the run folder's
     ``run.json`` (those the earlier notebook declares), then ``parameters`` and ``overrides`` (a caller passes
-    ``model_id`` and ``seed``), and that notebook's own defaults for the rest. Returns the step's metrics section.
+    ``model_id`` and ``seed``), and that notebook's own defaults for the rest (but the reference solutions,
+    unless one of those sets ``use_reference_solutions``: a student's notebook goes on from finished earlier
+    lessons). Returns the step's metrics section.
     """
     run_dir = Path(run_dir)
     section = section or registry.step(step).section

@@ -1,23 +1,37 @@
 """Each notebook executed end to end with papermill on the real default model, at small size.
 
+What runs is the student edition (``reprank.student``'s ``release/``, built once here) with
+``use_reference_solutions=True``: the notebooks a student gets, every exercise going on with its reference.
 The assertions read the notebook's own metrics.json: a notebook that runs but learns nothing fails.
 A failed execution keeps the partly executed notebook in the test's temporary folder for inspection.
 """
 
 import json
+import re
 
 import pytest
 
-from reprank import registry, rerank, runner, runs
+from reprank import registry, rerank, runner, runs, student
 
 pytestmark = pytest.mark.notebook
 
 SMALL = {"n_harmful": 24, "n_benign": 24, "n_human": 160, "max_new_tokens": 32, "max_response_tokens": 48,
-         "rm_epochs": 20, "seed": 0}
+         "rm_epochs": 20, "seed": 0, "use_reference_solutions": True}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def release(tmp_path_factory):
+    """The release edition's folder. The runner finds notebooks there (REPRANK_NOTEBOOKS), and so does
+    ``runner.ensure_step`` inside a notebook run alone: its kernel inherits the variable."""
+    out = tmp_path_factory.mktemp("edition") / "student"
+    student.build(out, runner.notebooks_dir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPRANK_NOTEBOOKS", str(out / "release"))
+        yield out / "release"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, release):
     return tmp_path_factory.mktemp("run")
 
 
@@ -27,7 +41,7 @@ def execute(name, run_dir, **overrides):
     return runs.read_metrics(run_dir)
 
 
-def test_notebook_01_probes_find_safety(run_dir):
+def test_notebook_01_probes_find_safety(run_dir, release):
     # Notebook 02 is started alone in the empty run folder: it must run notebook 01 itself first, with the
     # parameters the run recorded (not 01's defaults). Notebook 01 is executed and checked this way.
     recorded = {**SMALL, "flip_fraction": 0.25}
@@ -35,6 +49,8 @@ def test_notebook_01_probes_find_safety(run_dir):
     assert runner.execute_run(run_dir, progress=False)["status"] == "done"
     executed = json.loads((run_dir / "01_probing_safety_representations.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["n_human"] == SMALL["n_human"]
+    assert executed["metadata"]["papermill"]["parameters"]["use_reference_solutions"] is True
+    assert executed["metadata"]["papermill"]["input_path"] == str(release / "01_probing_safety_representations.ipynb")
     metrics = runs.read_metrics(run_dir)["01_probing"]
     # On held-out prompts, the best layer separates unsafe from safe responses far above chance ...
     assert metrics["probe_best_auroc"] > 0.8
@@ -65,6 +81,27 @@ def test_notebook_02_confidence_finds_flipped_labels(run_dir):
     assert 0 <= metrics["ece"]["fitted, per pair"] < 0.5
     assert metrics["would_flip"]["paper, batch"] == 0  # the paper's formula never flips a label
     assert (run_dir / "figures" / "02_reliability.png").is_file()
+
+
+def test_without_reference_solutions_the_first_exercise_stops_the_lesson(run_dir, release, tmp_path):
+    # Notebook 02 as a student gets it, run on a copy of the results above (`--from-run`: step 01 is there, so
+    # only 02 runs): its first exercise's check stops it, naming the exercise, and run.json records that.
+    notebook = release / registry.step("02").notebook
+    checks = ["".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+              if cell["metadata"].get("nbgrader", {}).get("grade")]
+    assert checks, f"{notebook.name} has no exercise"
+    first = re.search(r'exercises\.check\("([^"]+)"', checks[0]).group(1)
+    folder = tmp_path / "student-run"
+    folder.mkdir()
+    runner.start_run(folder, "cpu", {**SMALL, "use_reference_solutions": False}, [notebook], from_run=run_dir)
+    runner.execute_run(folder, progress=False)
+    record = runs.read_run_record(folder)
+    assert record["status"] == "failed", record
+    failure = record["failure"]
+    assert failure["notebook"] == notebook.name and failure["ename"] == "ExerciseNotDone"
+    assert f"exercise {first} " in failure["evalue"] and "use_reference_solutions = True" in failure["evalue"]
+    assert failure["cell_first_line"] == checks[0].splitlines()[0].strip()[:80]
+    assert not (folder / registry.step("01").notebook).exists()  # 01 was not rebuilt
 
 
 def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):

@@ -178,3 +178,57 @@ def test_no_import_cycles_and_small_modules():
     assert lines["cli.py"] < 150
     for name in ("runner.py", "parameters.py", "registry.py", "sweep.py", "report.py"):
         assert lines[name] < 300, (name, lines[name])
+
+
+@pytest.fixture
+def papermill_calls(monkeypatch):
+    """papermill's execute_notebook replaced (nothing executes): records what each notebook would get and writes
+    that step's metrics section, as the notebook would."""
+    import papermill
+
+    calls = []
+
+    def execute_notebook(input_path, output_path, parameters, **kwargs):
+        calls.append((Path(input_path).name[:2], dict(parameters)))
+        update_metrics(parameters["output_dir"], registry.step(Path(input_path).name).section, {"done": True})
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    return calls
+
+
+def test_runs_go_on_with_the_reference_solutions_unless_the_user_sets_them(tmp_path, papermill_calls, capsys):
+    root = tmp_path / "runs"
+    declaring = [nb.name[:2] for nb in parameters.list_notebooks()
+                 if "use_reference_solutions" in parameters.declared_parameters(nb)]
+    assert declaring == ["01", "02", "03", "04"]
+    assert run_cli(capsys, "run", "--profile", "cpu", "--runs-root", str(root)) == (0, "")
+    assert [(name, given["use_reference_solutions"]) for name, given in papermill_calls] == \
+        [(name, True) for name in declaring]
+    (run_dir,) = root.iterdir()  # run.json records what each notebook got
+    assert all(t["parameters"]["use_reference_solutions"] is True for t in read_run_record(run_dir)["timings"])
+    # A student runs their own solutions through the pipeline.
+    papermill_calls.clear()
+    status, _ = run_cli(capsys, "run", "--profile", "cpu", "--notebooks", "02",
+                        "--set", "use_reference_solutions=false", "--runs-root", str(root))
+    assert status == 0 and papermill_calls == [("02", papermill_calls[0][1])]
+    assert papermill_calls[0][1]["use_reference_solutions"] is False
+    # A notebook that does not declare it is not given it.
+    fake = FIXTURES / "notebooks" / "01_fake.ipynb"
+    assert "use_reference_solutions" not in parameters.notebook_parameters(fake, {"use_reference_solutions": True})
+
+
+def test_ensure_step_rebuilds_with_the_reference_solutions_unless_the_run_set_them(tmp_path, papermill_calls):
+    # A student's notebook 02 run by hand (use_reference_solutions = False there) rebuilds step 01 with them ...
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    runner.start_run(tmp_path / "a", "cpu", {"seed": 0}, parameters.select_notebooks(["02"]))
+    assert runner.ensure_step(tmp_path / "a", "01", seed=0) == {"done": True}
+    assert papermill_calls[-1][0] == "01" and papermill_calls[-1][1]["use_reference_solutions"] is True
+    # ... not when the run (or the caller) says otherwise; a finished step is not rebuilt.
+    runner.start_run(tmp_path / "b", "cpu", {"use_reference_solutions": False}, parameters.select_notebooks(["02"]))
+    runner.ensure_step(tmp_path / "b", "01")
+    assert papermill_calls[-1][1]["use_reference_solutions"] is False
+    runner.ensure_step(tmp_path / "c", "01", use_reference_solutions=False)
+    assert papermill_calls[-1][1]["use_reference_solutions"] is False
+    runner.ensure_step(tmp_path / "a", "01")
+    assert len(papermill_calls) == 3
