@@ -189,4 +189,4 @@ def is_close(a: float, b: float, atol: float = 1e-6) -> bool:
 
 
 # Checkers of the notebooks not yet moved to the Exercise registry (each moves to its exNN module).
-from ..exercises_legacy import check_conservative_loss, check_paper_confidence, check_top_bottom_pairs  # noqa: E402,F401
+from ..exercises_legacy import check_paper_confidence, check_top_bottom_pairs  # noqa: E402,F401
