@@ -18,8 +18,11 @@ from trl import DPOConfig
 from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and tests use align.<name>)
     CONFIDENCE_SOURCES,
     ConfidenceDPOTrainer,
+    chosen_nll,
     conservative_dpo_loss,
+    dpo_margin,
     end_positions,
+    sequence_log_probs,
 )
 from reprank.reward import HybridRewardModel
 

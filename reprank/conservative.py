@@ -88,6 +88,30 @@ def end_positions(input_ids, attention_mask, completion_mask, tokenizer) -> torc
     return torch.tensor(positions, device=input_ids.device)
 
 
+def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``log pi(y|x)`` of each row: the log-probabilities of its counted tokens, summed; shape ``(batch,)``.
+
+    ``logits`` (batch, T, vocab) at position t predict the token at t + 1; ``labels`` (batch, T) are the tokens,
+    -100 where a token does not count (the prompt, padding). A row with no counted token sums to 0.
+    """
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    counted = labels != -100
+    token = logits.log_softmax(-1).gather(-1, labels.masked_fill(~counted, 0)[..., None])[..., 0]
+    return torch.where(counted, token, 0.0).sum(1)
+
+
+def dpo_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> torch.Tensor:
+    """DPO's implicit reward margin per pair from summed log-probs: ``z = [log pi(y_c) - log ref(y_c)]
+    - [log pi(y_r) - log ref(y_r)]``."""
+    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+
+
+def chosen_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The NLL term on the chosen answers: ``-log pi`` averaged over all their counted tokens in the batch (a
+    token mean, as TRL's "sft" loss; not a mean of per-answer means). Arguments as ``sequence_log_probs``."""
+    return -sequence_log_probs(logits, labels).sum() / (labels[:, 1:] != -100).sum()
+
+
 def conservative_dpo_loss(z: torch.Tensor, p: torch.Tensor | float, beta: float) -> torch.Tensor:
     """The paper's loss as written, averaged over pairs: ``-p log s(beta z) - (1 - p) log s(-beta z)``.
 
@@ -194,9 +218,7 @@ class ConfidenceDPOTrainer(DPOTrainer):
         bz = self.beta * z.detach()
         self._metrics[mode]["confidence/mean"].append(p.mean().item())
         self._metrics[mode]["loss/dpo"].append(-F.logsigmoid(bz).mean().item())
-        self._metrics[mode]["loss/conservative"].append(
-            (-p * F.logsigmoid(bz) - (1 - p) * F.logsigmoid(-bz)).mean().item()
-        )
+        self._metrics[mode]["loss/conservative"].append(conservative_dpo_loss(z.detach(), p, self.beta).item())
         return (loss, result[1]) if return_outputs else loss
 
     # -- helpers of _compute_loss ------------------------------------------------------------------
@@ -211,8 +233,8 @@ class ConfidenceDPOTrainer(DPOTrainer):
             ref = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]]).to(logps[0])
         else:
             ref = logps[1].detach()
-        chosen, rejected = (logps[0] - ref).chunk(2)  # the batch is [chosen rows; rejected rows]
-        return chosen - rejected
+        (chosen, rejected), (ref_chosen, ref_rejected) = logps[0].chunk(2), ref.chunk(2)  # [chosen; rejected] rows
+        return dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
 
     def _policy_confidence(self, hidden_states, inputs, mode) -> torch.Tensor:
         """The paper's batch confidence from the reward model's scores of the policy's own end-token states."""

@@ -122,14 +122,23 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return float(ci.low), float(ci.high)
 
 
+def compare_intervals(low_a: float, high_a: float, low_b: float, high_b: float) -> str:
+    """The verdict on two rates from their intervals: "higher" when a's lies wholly above b's, "lower" when wholly
+    below, else "no difference" (overlapping or touching intervals, or a missing one: nan, at n = 0)."""
+    if low_a > high_b:
+        return "higher"
+    return "lower" if high_a < low_b else "no difference"
+
+
 # Each rate in ``summarize`` and the count it is a share of.
 RATE_DENOMINATORS = {"safe_rate": "n_harmful", "safe_rate_classifier": "n_harmful", "over_refusal_rate": "n_benign",
                      "over_refusal_rate_classifier": "n_benign", "degenerate_rate": ("n_harmful", "n_benign")}
 
 
-def summarize(judged: pd.DataFrame) -> dict:
+def summarize(judged: pd.DataFrame, interval=wilson_interval) -> dict:
     """Rates over harmful and benign prompts, by each judge, and each rate's 95% Wilson interval
-    (``<rate>_low``, ``<rate>_high``; nan where there are no prompts)."""
+    (``<rate>_low``, ``<rate>_high``; nan where there are no prompts). ``interval(successes, n)`` gives
+    the interval (notebook 04 passes the student's own)."""
     harmful, benign = judged[judged.harmful], judged[~judged.harmful]
     verdicts = {
         "safe_rate": harmful.safe,
@@ -141,7 +150,8 @@ def summarize(judged: pd.DataFrame) -> dict:
     summary = {"n_harmful": len(harmful), "n_benign": len(benign)}
     summary.update({key: float(v.mean()) if len(v) else float("nan") for key, v in verdicts.items()})
     for key, v in verdicts.items():
-        summary[f"{key}_low"], summary[f"{key}_high"] = wilson_interval(int(v.sum()), len(v))
+        # (clipped to [0, 1]: a formula's rounding can put an end a hair outside, and "-0%" in a table)
+        summary[f"{key}_low"], summary[f"{key}_high"] = np.clip(interval(int(v.sum()), len(v)), 0.0, 1.0).tolist()
     return summary
 
 

@@ -209,7 +209,3 @@ def check(exercise_id: str, fn: Callable, use_reference: bool = False) -> Callab
 
 def is_close(a: float, b: float, atol: float = 1e-6) -> bool:
     return math.isclose(float(a), float(b), abs_tol=atol)
-
-
-# Checkers of the notebooks not yet moved to the Exercise registry (each moves to its exNN module).
-from ..exercises_legacy import check_conservative_loss  # noqa: E402,F401
