@@ -52,7 +52,8 @@ def policy_and_reference_log_likelihood(policy, tokenizer, prompts: Sequence[str
 
 def implicit_rewards(policy, tokenizer, pairs, *, beta: float, max_response_tokens: int | None = None,
                      batch_size: int = 16) -> np.ndarray:
-    """``beta * z`` of each (prompt, chosen, rejected) pair (a DataFrame, a Dataset or a list of mappings)."""
+    """``beta * z`` of each plain-string (prompt, chosen, rejected) pair (a DataFrame, a Dataset or a list of
+    mappings), in their order."""
     frame = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)  # a Dataset, or rows
     n = len(frame)
     texts = list(frame.chosen) + list(frame.rejected)

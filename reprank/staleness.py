@@ -106,7 +106,8 @@ class StalenessTracker:
     ``attach(trainer)`` adds the callback and picks the reward model: the trainer's own when it has one (for
     ``paper`` the jointly trained copy, as it is at that step; for ``confidence_policy`` the frozen one), else
     ``reward_model``. The random state (CPU and CUDA) is saved and restored around each measurement, so training
-    proceeds exactly as without it. Results: ``records`` (one dict per step) and ``frame()``.
+    proceeds exactly as without it. A step past the run's last is never reached (nothing is measured there).
+    Results: ``records`` (one dict per step) and ``frame()``.
     """
 
     def __init__(self, tokenizer, candidates: pd.DataFrame, pairs: pd.DataFrame | None = None, *,
