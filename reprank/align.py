@@ -28,8 +28,10 @@ from reprank.reward import HybridRewardModel
 
 # "paper": the paper's method as the authors run it: p from the current policy's end-token states, the hybrid RM
 # trained jointly (a copy: the caller's RM is left as it was). "confidence_policy": the same with the RM frozen.
+# "paper_pair": as "paper", but each pair its own p = sigmoid((s_c - s_r) / tau), no 0.5 floor (issue 11).
 # "confidence": p offline, stored with each pair by notebook 03 (from the RM that built the ranking).
-METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy", "paper")
+METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy", "paper", "paper_pair")
+POLICY_METHODS = ("confidence_policy", "paper", "paper_pair")  # p from the current policy's states: need an RM
 
 
 def history_frame(trainer) -> "pd.DataFrame":
@@ -126,6 +128,8 @@ def make_trainer(
     epsilon: float | None = None,
     train_reward_model: bool = False,
     alpha: float = 7.5,
+    tau: float = 1.0,
+    flip_window: int = 8,
     eval_pairs: Dataset | None = None,
     callbacks: list | None = None,
     optimizers: tuple = (None, None),
@@ -136,6 +140,9 @@ def make_trainer(
     training. Either way the reference is the model with its adapter disabled: the untuned model (see
     ``_UntunedReference``). ``optimizers``: Trainer's ``(optimizer, lr_scheduler)``, to share one across trainers
     (``shared_optimizer``); ``(None, None)`` lets Trainer make them for this run.
+    ``alpha`` sharpens the batch p of ``paper`` / ``confidence_policy``; ``tau`` scales the per-pair p of
+    ``paper_pair`` (notebook 02 fits one on the same reward scale). Pairs with a boolean ``flipped`` column
+    (``noise.flip_labels``) get the flip-detection metrics, pooled over ``flip_window`` batches.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -149,6 +156,7 @@ def make_trainer(
         "confidence": ("column", 1.0),
         "confidence_policy": ("policy", 1.0),
         "paper": ("policy", 1.0),
+        "paper_pair": ("policy", 1.0),
         "dpo_smoothing": ("constant", None),
     }[method]
     if method == "dpo_smoothing":
@@ -159,7 +167,7 @@ def make_trainer(
     if source == "policy":
         if reward_model is None:
             raise ValueError(f"method={method!r} needs reward_model (notebook 01's hybrid RM).")
-        train_reward_model = train_reward_model or method == "paper"
+        train_reward_model = train_reward_model or method in ("paper", "paper_pair")
         # Trained jointly, the RM changes in place: every run starts from the caller's RM, untouched.
         reward_model = copy.deepcopy(reward_model) if train_reward_model else reward_model
     else:
@@ -184,6 +192,9 @@ def make_trainer(
         reward_model=reward_model,
         train_reward_model=train_reward_model,
         alpha=alpha,
+        confidence_form="pair" if method == "paper_pair" else "batch",
+        tau=tau,
+        flip_window=flip_window,
         callbacks=[*(callbacks or []), _UntunedReference(model)] if isinstance(model, PeftModel) else callbacks,
         optimizers=optimizers,
     )

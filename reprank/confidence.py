@@ -227,8 +227,9 @@ def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
     return float((gap * table["count"]).sum() / table["count"].sum())
 
 
-def flip_pairs(n: int, fraction: float, seed: int) -> np.ndarray:
-    """A boolean mask of exactly ``round(n * fraction)`` pairs to flip, chosen by ``seed``.
+def flip_pairs(n: int, fraction: float, seed) -> np.ndarray:
+    """A boolean mask of exactly ``round(n * fraction)`` pairs to flip, chosen by ``seed`` (an int, or a
+    sequence of ints as numpy's ``default_rng`` takes: ``noise.flip_labels`` seeds each group apart).
 
     An exact count (not a per-pair coin) keeps the injected noise rate identical across seeds.
     """

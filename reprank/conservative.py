@@ -19,14 +19,24 @@ Where ``p`` comes from (``confidence_source``):
 * ``"policy"``: the paper's method (``align`` method ``"paper"``; ``"confidence_policy"`` keeps the RM frozen). Each step, a ``HybridRewardModel`` scores the *current* policy's hidden
   states at the end tokens of chosen and rejected (taken, detached, from the training forward itself:
   ``output_hidden_states=True`` on the policy call, read by a hook on the transformer body), and the batch gets
-  ``p = max(sigmoid(alpha (mean sigmoid(s_c) - mean sigmoid(s_r))), 0.5)``. With ``train_reward_model=True``
-  the reward model is also trained on those states with ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01,
-  weight decay 0.01), as in the authors' code;
+  ``p = max(sigmoid(alpha (mean sigmoid(s_c) - mean sigmoid(s_r))), 0.5)`` (``confidence_form="batch"``), or
+  each pair its own ``p_i = sigmoid((s_c,i - s_r,i) / tau)``, with no floor (``"pair"``, method
+  ``"paper_pair"``: a pair the current reward orders the other way gets p < 0.5 and is pulled the other way).
+  With ``train_reward_model=True`` the reward model is also trained on those states with
+  ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01, weight decay 0.01), as in the authors' code;
 * ``"none"``: ``p = 1``, i.e. TRL's loss untouched (any TRL loss type, e.g. IPO).
 
 An NLL term on the chosen answers composes through TRL's own ``"sft"`` loss type: ``loss_type=["sigmoid",
 "sft"]`` with ``loss_weights=[1, w]`` (``align.dpo_config(nll_weight=w)`` sets both). TRL computes it from the same
 forward, so nothing here has to know about it.
+
+Logged per step beside TRL's metrics (averaged over the pairs of the step): ``confidence/mean``; with a
+confidence, ``confidence/at_floor``, the share of pairs with p <= 0.5 (neutral, or for ``"pair"`` reversed; a
+batch p makes it 0 or 1), and ``loss/dpo``, ``loss/conservative``; with ``"policy"``, ``reward_model/disagreement``
+(pairs the current-state reward orders against the stored label) and, when trained, ``reward_model/loss``. When the
+pairs carry a boolean ``flipped`` column (``noise.flip_labels``): ``confidence/mean_flipped``,
+``confidence/mean_clean`` (steps whose batch holds such pairs) and ``confidence/flip_auroc``, the AUROC of ``1 - p``
+for the flipped pairs over the last ``flip_window`` batches (``noise.FlipDetectionWindow``).
 """
 
 from __future__ import annotations
@@ -38,16 +48,19 @@ import torch.nn.functional as F
 from trl import DPOTrainer
 
 from reprank.extraction import transformer_body
+from reprank.noise import FlipDetectionWindow
 from reprank.reward import HybridRewardModel, margin_bt_loss
 
 CONFIDENCE_SOURCES = ("column", "constant", "policy", "none")
+CONFIDENCE_FORMS = ("batch", "pair")  # of the "policy" source: the paper's batch p, or a per-pair p without floor
+PAIR_COLUMNS = ("confidence", "flipped")  # per-pair dataset columns that reach _compute_loss
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
 class _WithConfidence:
-    """Wrap TRL's preference collator so a per-pair ``confidence`` column reaches the loss as a tensor."""
+    """Wrap TRL's preference collator so the per-pair ``confidence`` and ``flipped`` columns reach the loss."""
 
     def __init__(self, collator):
         self.collator = collator
@@ -56,6 +69,8 @@ class _WithConfidence:
         batch = self.collator(examples)
         if "confidence" in examples[0]:
             batch["confidence"] = torch.tensor([float(e["confidence"]) for e in examples], dtype=torch.float32)
+        if "flipped" in examples[0]:
+            batch["flipped"] = torch.tensor([bool(e["flipped"]) for e in examples])
         return batch
 
 
@@ -141,6 +156,9 @@ class ConfidenceDPOTrainer(DPOTrainer):
         confidence_value: float = 1.0,
         reward_model: HybridRewardModel | None = None,
         alpha: float = 7.5,
+        confidence_form: str = "batch",
+        tau: float = 1.0,
+        flip_window: int = 8,
         train_reward_model: bool = False,
         reward_lr: float = 0.01,
         reward_weight_decay: float = 0.01,
@@ -153,10 +171,14 @@ class ConfidenceDPOTrainer(DPOTrainer):
             raise ValueError("confidence_source='policy' needs a reward_model (a HybridRewardModel).")
         if not 0.0 <= confidence_value <= 1.0:
             raise ValueError(f"confidence_value must lie in [0, 1]; got {confidence_value}")
+        if confidence_form not in CONFIDENCE_FORMS or tau <= 0:
+            raise ValueError(f"confidence_form must be one of {CONFIDENCE_FORMS} and tau > 0; "
+                             f"got {confidence_form!r}, tau={tau}")
         super().__init__(model, *args, **kwargs)
         self.confidence_source = confidence_source
         self.confidence_value = confidence_value
-        self.alpha = alpha
+        self.alpha, self.confidence_form, self.tau = alpha, confidence_form, tau
+        self._flip_windows = {mode: FlipDetectionWindow(flip_window) for mode in ("train", "eval")}
         if confidence_source != "none":
             # The correction is exact only for TRL's plain DPO margin: the sum of token log-ratios, reverse KL.
             unsupported = {
@@ -168,7 +190,7 @@ class ConfidenceDPOTrainer(DPOTrainer):
             missing = [name for name, ok in unsupported.items() if not ok]
             if missing:
                 raise ValueError(f"The confidence-weighted loss needs {', '.join(missing)}.")
-            self.data_collator = _WithConfidence(self.data_collator)
+        self.data_collator = _WithConfidence(self.data_collator)
         self.reward_model = self.reward_optimizer = None
         if reward_model is not None:
             self.reward_model = reward_model.to(self.accelerator.device)
@@ -180,15 +202,15 @@ class ConfidenceDPOTrainer(DPOTrainer):
             self.reward_margin = reward_margin
 
     def _set_signature_columns_if_needed(self):
-        # Keep the confidence column through Trainer's removal of columns the model does not take.
+        # Keep the per-pair columns through Trainer's removal of columns the model does not take.
         super()._set_signature_columns_if_needed()
-        if "confidence" not in self._signature_columns:
-            self._signature_columns.append("confidence")
+        self._signature_columns += [c for c in PAIR_COLUMNS if c not in self._signature_columns]
 
     def _compute_loss(self, model, inputs, return_outputs=False):
         mode = "train" if self.model.training else "eval"
         inputs = dict(inputs)
         column = inputs.pop("confidence", None)  # TRL would pass unknown keys on to the model
+        flipped = inputs.pop("flipped", None)
         if self.confidence_source == "none":
             self._metrics[mode]["confidence/mean"].append(1.0)
             return super()._compute_loss(model, inputs, return_outputs)
@@ -212,11 +234,14 @@ class ConfidenceDPOTrainer(DPOTrainer):
             p = torch.full_like(z, self.confidence_value)
         else:
             p = self._policy_confidence(bodies[0].hidden_states, inputs, mode).expand_as(z)
+        if flipped is not None:
+            self._log_flip_detection(p.detach(), flipped, mode)
         sigmoid_weight = self.loss_weights[self.loss_types.index("sigmoid")]
         loss = loss + sigmoid_weight * ((1 - p) * self.beta * z).mean()
 
         bz = self.beta * z.detach()
         self._metrics[mode]["confidence/mean"].append(p.mean().item())
+        self._metrics[mode]["confidence/at_floor"].append((p <= 0.5).float().mean().item())
         self._metrics[mode]["loss/dpo"].append(-F.logsigmoid(bz).mean().item())
         self._metrics[mode]["loss/conservative"].append(conservative_dpo_loss(z.detach(), p, self.beta).item())
         return (loss, result[1]) if return_outputs else loss
@@ -236,8 +261,19 @@ class ConfidenceDPOTrainer(DPOTrainer):
         (chosen, rejected), (ref_chosen, ref_rejected) = logps[0].chunk(2), ref.chunk(2)  # [chosen; rejected] rows
         return dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
 
+    def _log_flip_detection(self, p, flipped, mode) -> None:
+        """Mean p of the flipped and of the clean pairs, and the windowed AUROC of ``1 - p`` for the flipped."""
+        flipped = flipped.to(p.device).bool()
+        for name, rows in (("flipped", flipped), ("clean", ~flipped)):
+            if rows.any():
+                self._metrics[mode][f"confidence/mean_{name}"].append(p[rows].mean().item())
+        auroc = self._flip_windows[mode].update(p.float().cpu().numpy(), flipped.cpu().numpy())
+        if auroc is not None:  # logged only once the window holds both kinds
+            self._metrics[mode]["confidence/flip_auroc"].append(auroc)
+
     def _policy_confidence(self, hidden_states, inputs, mode) -> torch.Tensor:
-        """The paper's batch confidence from the reward model's scores of the policy's own end-token states."""
+        """p from the reward model's scores of the policy's own end-token states: the paper's one p per batch,
+        or with ``confidence_form="pair"`` one ``sigmoid((s_c - s_r) / tau)`` per pair (no floor)."""
         rm = self.reward_model
         ids, attention, completion = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         ends = end_positions(ids, attention, completion, self._tokenizer)
@@ -252,12 +288,13 @@ class ConfidenceDPOTrainer(DPOTrainer):
             self.reward_optimizer.step()
             self._metrics[mode]["reward_model/loss"].append(rm_loss.item())
         chosen, rejected = chosen.detach(), rejected.detach()
-        gap = torch.sigmoid(chosen).mean() - torch.sigmoid(rejected).mean()
-        p = torch.sigmoid(self.alpha * gap).clamp(min=0.5)
-        # Per step: the share of pairs the current-state reward orders against the stored label, and whether
-        # the batch sits at the 0.5 floor (its pairs then pull neither way). Averaged over steps: shares.
+        if self.confidence_form == "pair":
+            p = torch.sigmoid((chosen - rejected) / self.tau)
+        else:
+            gap = torch.sigmoid(chosen).mean() - torch.sigmoid(rejected).mean()
+            p = torch.sigmoid(self.alpha * gap).clamp(min=0.5)
+        # Per step: the share of pairs the current-state reward orders against the stored label.
         self._metrics[mode]["reward_model/disagreement"].append((chosen <= rejected).float().mean().item())
-        self._metrics[mode]["confidence/at_floor"].append(float(p.item() <= 0.5))
         return p
 
 

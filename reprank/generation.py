@@ -76,14 +76,18 @@ def generate_responses(
 
 @torch.inference_mode()
 def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], *,
-                            max_response_tokens: int | None = 96, batch_size: int = 16) -> list[float]:
+                            max_response_tokens: int | None = 96, batch_size: int = 16,
+                            reduction: str = "mean") -> list[float]:
     """Mean log-probability per token of each response given its prompt, under ``model``.
 
     How "on-policy" a text is: the policy's own samples score high, answers written by other models or
     people lower. Responses are cut to ``max_response_tokens`` tokens, as everywhere in the series.
+    ``reduction="sum"`` gives the response's total log-probability instead (DPO's log pi(y|x)).
     """
     from .extraction import truncate_response
 
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
     device, scores = model_device(model), []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for start in range(0, len(prompts), batch_size):
@@ -104,5 +108,6 @@ def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses:
         for i, (context, answer) in enumerate(rows):
             targets = torch.tensor(answer, device=device)[:, None]
             positions = log_probs[i, len(context) - 1:len(context) + len(answer) - 1]
-            scores.append(float(positions.gather(1, targets).mean()))
+            token_log_probs = positions.gather(1, targets)
+            scores.append(float(token_log_probs.sum() if reduction == "sum" else token_log_probs.mean()))
     return scores

@@ -132,8 +132,9 @@ class ReprankTrainArgs:
     split: str | None = field(default=None, metadata={"help": "train only on pairs of this split (default: all)"})
     epsilon: float | None = field(default=None, metadata={"help": "label smoothing for --method dpo_smoothing"})
     nll_weight: float = field(default=0.0, metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term"})
-    reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, for confidence_policy and paper"})
+    reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, for confidence_policy, paper and paper_pair"})
     alpha: float = field(default=7.5, metadata={"help": "sharpness of the paper's p (notebook 02 fits one: confidence.json)"})
+    tau: float = field(default=1.0, metadata={"help": "scale of paper_pair's per-pair p (notebook 02 fits one: confidence.json)"})
     model_id: str = field(default=DEFAULT_MODEL, metadata={"help": "the policy model (default: the offline default)"})
     dtype: str = field(default="auto", metadata={"help": "auto (GPU: bf16, else fp16; CPU: fp32), float32, ..."})
     quiet: bool = field(default=False, metadata={"help": "no progress bars or summary line"})
@@ -171,18 +172,18 @@ def train(args: argparse.Namespace) -> Path:
         pairs = pairs.filter(lambda row: row["split"] == args.split)
         if len(pairs) == 0:
             raise ValueError(f"{args.pairs}: no pairs in split '{args.split}'")
-    loaded = load_model(args.model_id, device=state.device, dtype=args.dtype)
-    out = Path(args.out)
     kwargs = {}
     if args.method == "dpo_smoothing":
         kwargs["epsilon"] = args.epsilon
-    if args.method in ("confidence_policy", "paper"):
+    if args.method in align.POLICY_METHODS:  # checked before the model loads
         if not args.reward_model:
             raise SystemExit(f"--method {args.method} needs --reward-model (a saved HybridRewardModel)")
         from .reward import HybridRewardModel
 
         kwargs["reward_model"] = HybridRewardModel.load(args.reward_model)
-        kwargs["alpha"] = args.alpha
+        kwargs["alpha"], kwargs["tau"] = args.alpha, args.tau
+    loaded = load_model(args.model_id, device=state.device, dtype=args.dtype)
+    out = Path(args.out)
     start = time.perf_counter()
     trainer, policy = align.train_dpo(loaded.model, loaded.tokenizer, pairs, method=args.method, config=config,
                                       **kwargs)

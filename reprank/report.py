@@ -8,7 +8,9 @@ parameters in its ``run.json``; a sweep folder stands for its finished points. W
 - ``aggregate.csv``: one row per (group, metric), where a group is one combination of the parameters that
   vary across the runs other than ``seed``: mean, std (sample, ddof 1), n and a 95% interval for the mean
   over the seeds (Student t: mean ± t(0.975, n-1)·std/√n; none for n = 1);
-- ``figures/<metric>.png``: a bar per group (mean, error bar one std) with the seeds as dots;
+- ``figures/<metric>.png``: a bar per group (mean, error bar one std) with the seeds as dots; and for each plotted
+  ``<prefix>safe_rate`` with its ``<prefix>over_refusal_rate``, ``figures/tradeoff-<metric>.png``: safety against
+  over-refusal, a point per group at the means with their 95% intervals (``reprank.report_plots``);
 - ``report.html``: all of it in one file that opens offline (figures inlined), with each run's parameters,
   git commit and package versions.
 """
@@ -27,6 +29,7 @@ import pandas as pd
 
 from .errors import UserError
 from .fileio import atomic_write_text, new_output_folder
+from .report_plots import group_labels, plot_tradeoff, tradeoff_pairs
 from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
 DEFAULT_PATTERNS = ("safe_rate", "over_refusal")
@@ -155,12 +158,6 @@ def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str]
     return chosen or ([m for m in numeric if table[m].nunique() > 1][:few] or numeric[:few])
 
 
-def _group_labels(table: pd.DataFrame, group_by: list[str]) -> pd.Series:
-    if not group_by:
-        return pd.Series("all runs", index=table.index)
-    return table[group_by].astype(str).apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
-
-
 def plot_metric(table: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path:
     import matplotlib
 
@@ -168,7 +165,7 @@ def plot_metric(table: pd.DataFrame, group_by: list[str], metric: str, path: Pat
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data = table.assign(group=_group_labels(table, group_by))[["group", metric]].dropna()
+    data = table.assign(group=group_labels(table, group_by))[["group", metric]].dropna()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * data.group.nunique() + 2), 3.4))
     sns.barplot(data=data, x="group", y=metric, errorbar="sd", color="#8fb3d9", ax=ax)
     sns.stripplot(data=data, x="group", y=metric, color="black", size=4, ax=ax)
@@ -269,13 +266,18 @@ def make_report(paths: list[str | Path], output: str | Path | None = None, metri
     out = new_run_dir(prefix="report-") if output is None else new_output_folder(output, "a report")
     table.to_csv(out / "runs.csv", index=False)
     stats.to_csv(out / "aggregate.csv", index=False)
-    figures = [plot_metric(table, group_by, m, out / "figures" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m)}.png")
-               for m in chosen]
+    figures = [plot_metric(table, group_by, m, out / "figures" / f"{_slug(m)}.png") for m in chosen]
+    figures += [plot_tradeoff(table, stats, group_by, safe, over, out / "figures" / f"tradeoff-{_slug(safe)}.png")
+                for safe, over in tradeoff_pairs(chosen)]
     atomic_write_text(out / "report.html", _html(table, stats, group_by, chosen, figures, run_dirs, left_out, paths))
     for line in left_out:
         print(f"[report] note: {line}")
     print(f"[report] {len(run_dirs)} runs, grouped by {group_by or 'nothing'}; {out / 'report.html'}")
     return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

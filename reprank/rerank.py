@@ -22,6 +22,7 @@ from . import confidence as confidence_lib
 from .extraction import extract_hidden_states
 from .generation import SamplingConfig, generate_responses
 from .judges import is_refusal
+from .models import model_device
 from .reward import HybridRewardModel
 
 PAIRING_MODES = ("top_bottom", "best_worst")
@@ -83,9 +84,9 @@ def add_reference_responses(
 def score_candidates(
     model, tokenizer, reward_model: HybridRewardModel, prompts: Sequence[str], responses: Sequence[str], **extract_kwargs
 ) -> np.ndarray:
-    """Reward of each (prompt, response) read from ``model``'s hidden states by the hybrid RM."""
+    """Reward of each (prompt, response) read from ``model``'s hidden states by the hybrid RM (on its own device)."""
     states = extract_hidden_states(model, tokenizer, prompts, responses, layers=reward_model.layers, **extract_kwargs)
-    return reward_model(torch.as_tensor(states.end)).numpy()
+    return reward_model(torch.as_tensor(states.end).to(model_device(reward_model))).cpu().numpy()
 
 
 def best_worst_pairs(rewards) -> list[tuple[int, int]]:

@@ -50,13 +50,13 @@ def lora_weights(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def perturb_lora(model, seed=1):
+def perturb_lora(model, seed=1, scale=0.5):
     """LoRA B starts at zero (policy == reference, z == 0): give it random values so z is not trivial."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+                p.copy_(scale * torch.randn(p.shape, generator=generator))
 
 
 def fixed_batch(trainer):
@@ -220,9 +220,73 @@ def test_two_steps_of_each_method_move_the_lora_weights(tokenizer, tmp_path, rew
     assert any(not torch.equal(before[n], after[n]) for n in before)
     logged = [row for row in trainer.state.log_history if "loss" in row]
     assert len(logged) == 2 and all(math.isfinite(row["loss"]) for row in logged)
-    assert all(0.5 <= row["confidence/mean"] <= 1.0 for row in logged)
+    low = 0.0 if method == "paper_pair" else 0.5  # the per-pair p has no floor
+    assert all(low <= row["confidence/mean"] <= 1.0 for row in logged)
     if method == "ipo":
         assert trainer.loss_types == ["ipo"]
+
+
+def test_paper_pair_gives_each_pair_its_own_p_below_half_too_and_it_reaches_the_loss(tokenizer, tmp_path, reward_model):
+    # Swapped labels: the RM (fitted on CHOSEN > REJECTED) now disagrees with every stored label.
+    swapped = Dataset.from_dict({"prompt": PROMPTS, "chosen": REJECTED, "rejected": CHOSEN})
+    tau = 0.1
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, swapped, method="paper_pair", reward_model=reward_model,
+                                 tau=tau, alpha=1e6, config=config(tmp_path, beta=1.0))
+    assert trainer.reward_optimizer is not None and trainer.confidence_form == "pair"
+    perturb_lora(trainer.model, scale=0.05)  # small enough that the states still make sense to the RM
+    batch = fixed_batch(trainer)
+    # p_i from the *current* (perturbed) policy's end-token states, read independently by extraction.
+    states = extract_hidden_states(trainer.model.get_base_model(), tokenizer, PROMPTS * 2, REJECTED + CHOSEN,
+                                   progress=False)
+    with torch.no_grad():
+        scores = reward_model(torch.as_tensor(states.end).to(model_device(reward_model))).cpu()
+    p = torch.sigmoid((scores[:4] - scores[4:]) / tau)
+    assert p.min() < 0.5 and p.max() < 1.0  # no floor, no alpha: below 0.5 where the current reward disagrees
+    bz = trainer.beta * hand_margin(trainer, batch).cpu()
+    expected = align.conservative_dpo_loss(bz / trainer.beta, p, trainer.beta)
+    floored = align.conservative_dpo_loss(bz / trainer.beta, p.clamp(min=0.5), trainer.beta)
+    loss = trainer._compute_loss(trainer.model, batch).cpu()
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+    assert abs(loss - floored) > 1e-3  # with the paper's floor the loss would differ: p < 0.5 reached it
+    logged = trainer._metrics["train"]
+    assert logged["confidence/mean"][-1] == pytest.approx(p.mean().item(), rel=1e-4)
+    assert logged["confidence/at_floor"][-1] == pytest.approx((p <= 0.5).float().mean().item())
+    assert logged["reward_model/disagreement"][-1] == pytest.approx((scores[:4] <= scores[4:]).float().mean().item())
+    assert "reward_model/loss" in logged  # trained jointly, as in "paper"
+
+
+def flipped_pairs(confidence=None):
+    return pairs(confidence).add_column("flipped", [True, False, False, True])
+
+
+def test_flipped_column_reaches_the_loss_and_logs_detection(tokenizer, tmp_path):
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, flipped_pairs([0.2, 0.9, 0.8, 0.4]),
+                                 config=config(tmp_path))
+    collated = next(iter(trainer.get_train_dataloader()))
+    assert collated["flipped"].dtype == torch.bool and collated["flipped"].sum() == 2
+    trainer._compute_loss(trainer.model, fixed_batch(trainer))
+    logged = trainer._metrics["train"]
+    assert logged["confidence/mean_flipped"][-1] == pytest.approx(0.3)
+    assert logged["confidence/mean_clean"][-1] == pytest.approx(0.85)
+    assert logged["confidence/flip_auroc"][-1] == 1.0  # both flipped pairs have the lowest p
+    assert logged["confidence/at_floor"][-1] == 0.5  # 0.2 and 0.4
+
+
+@pytest.mark.parametrize("method", ["paper", "paper_pair", "dpo"])
+def test_noisy_runs_log_flip_detection_per_step(tokenizer, tmp_path, reward_model, method):
+    trainer, _ = align.train_dpo(tiny_model(tokenizer), tokenizer, flipped_pairs(), method=method,
+                                 reward_model=reward_model, config=config(tmp_path))
+    logged = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(logged) == 2
+    if method == "dpo":  # p = 1 for every pair: nothing to detect with, nothing logged
+        assert not any("confidence/flip_auroc" in row for row in logged)
+        return
+    for row in logged:  # each batch of 4 holds 2 flipped pairs: defined every step
+        assert 0.0 <= row["confidence/flip_auroc"] <= 1.0 and 0.0 <= row["confidence/at_floor"] <= 1.0
+        assert {"confidence/mean_flipped", "confidence/mean_clean"} <= set(row)
+    if method == "paper":  # one p per batch: it cannot rank the pairs within a batch
+        assert logged[0]["confidence/flip_auroc"] == 0.5
+        assert logged[0]["confidence/mean_flipped"] == pytest.approx(logged[0]["confidence/mean_clean"])
 
 
 def test_nll_weight_adds_trls_sft_term(tmp_path):

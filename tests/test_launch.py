@@ -93,3 +93,14 @@ def test_a_bad_rows_file_is_one_line_with_exit_status_2(tmp_path, capsys):
     assert launch.main(["extract", "--rows", str(rows), "--out", str(tmp_path / "h.npz")]) == 2
     assert capsys.readouterr().err.strip() == (f"reprank.launch: error: {rows}, line 2: needs a string field "
                                                "'response'")
+
+
+def test_train_flags_name_paper_pair_and_its_tau_and_it_needs_a_reward_model(tmp_path):
+    from reprank import launch
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in PAIRS])
+    argv = ["train", "--pairs", str(pairs), "--out", str(tmp_path / "out"), "--method", "paper_pair"]
+    ours, _ = launch.split_train_args(launch.parser().parse_args([*argv, "--tau", "2.5"]))
+    assert (ours.method, ours.tau, ours.alpha) == ("paper_pair", 2.5, 7.5)
+    with pytest.raises(SystemExit, match="--method paper_pair needs --reward-model"):
+        launch.main(argv)

@@ -85,12 +85,14 @@ def test_report_aggregates_over_seeds_and_writes_csv_png_html(sweep_dir, tmp_pat
     assert not stats.metric.isin(["04_align.converged", "04_align.method_name"]).any()  # not numbers to average
 
     # Default plots: every metric named like safe_rate or over_refusal, not the ends of its interval (_low, _high).
+    # And one trade-off figure (safe against over-refusal, means with 95% intervals) for the pair that has both.
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png",
-        "04_align.results.untuned.safe_rate.png"]
-    assert (out / "figures" / "04_align.results._methods_.safe_rate.png").read_bytes()[:4] == b"\x89PNG"
+        "04_align.results.untuned.safe_rate.png", "tradeoff-04_align.results._methods_.safe_rate.png"]
+    for name in ("04_align.results._methods_.safe_rate.png", "tradeoff-04_align.results._methods_.safe_rate.png"):
+        assert (out / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page), "the report needs no network"
     assert "<link" not in page and "<script" not in page
     for text in ("abc1234", "2.13.0", "0.6 ± 0.1 (n=3, 95% CI 0.352–0.848)",
@@ -106,7 +108,8 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
     first, second = sorted((tmp_path / "reports").iterdir())
     assert [p.name for p in (first / "figures").iterdir()] == ["04_align.nested.steps.png"]
     assert sorted(p.name for p in (second / "figures").iterdir()) == [
-        "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png"]
+        "04_align.results._methods_.over_refusal_rate.png", "04_align.results._methods_.safe_rate.png",
+        "tradeoff-04_align.results._methods_.safe_rate.png"]
     assert report.choose_metrics(["a.safe_rate", "a.safe_rate_low"], None, ["safe_rate_low"]) == ["a.safe_rate_low"]
     with pytest.raises(UserError, match="never overwrite"):
         report.make_report([sweep_dir], first)
@@ -114,3 +117,12 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
         report.make_report([sweep_dir], tmp_path / "r3", metrics=["nope"])
     with pytest.raises(UserError, match="No run or sweep folder"):
         report.make_report([tmp_path / "missing"], tmp_path / "r4")
+
+
+def test_tradeoff_pairs_match_each_safe_rate_with_its_over_refusal_rate():
+    from reprank.report_plots import tradeoff_pairs
+
+    names = ["r.<arm>.safe_rate", "r.<arm>.over_refusal_rate", "r.untuned.safe_rate", "r.<arm>.safe_rate_classifier",
+             "r.<arm>.over_refusal_rate_classifier", "r.<arm>.safe_rate_low"]
+    assert tradeoff_pairs(names) == [("r.<arm>.safe_rate", "r.<arm>.over_refusal_rate"),
+                                     ("r.<arm>.safe_rate_classifier", "r.<arm>.over_refusal_rate_classifier")]
