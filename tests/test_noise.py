@@ -77,14 +77,3 @@ def test_detection_window_pools_batches_until_both_kinds_are_there():
     assert noise.FlipDetectionWindow(1).update([0.5, 0.5], [True, False]) == 0.5  # batch p ties: no ranking
     with pytest.raises(ValueError):
         noise.FlipDetectionWindow(0)
-
-
-def test_the_noise_sweep_lists_every_arm_over_three_seeds():
-    from pathlib import Path
-
-    from reprank import sweep
-
-    spec = sweep.load_spec(Path(__file__).resolve().parents[1] / "profiles" / "sweeps" / "cpu-noise-seed.yaml")
-    assert spec.grid["arm"] == list(noise.ARMS) and spec.grid["seed"] == [0, 1, 2]
-    settings = noise.arm_settings("dpo_smoothing", spec.set["label_noise"])
-    assert settings["epsilon"] == spec.set["label_noise"] == 0.25  # smoothing matched to the noise rate

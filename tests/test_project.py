@@ -102,14 +102,7 @@ def test_cli_overrides_keep_types_and_reject_unknown_profiles():
         parameters.load_profile("no-such-profile")
 
 
-# Specs written ahead of their notebook: expected to fail here until it exists (strict: then this must go).
-AHEAD_OF_NOTEBOOK = {"cpu-noise-seed": "notebook 05 (label noise, issue 11), declaring arm and label_noise, is not written yet"}
-
-
-@pytest.mark.parametrize("spec_path", [
-    pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=AHEAD_OF_NOTEBOOK[path.stem]))
-    if path.stem in AHEAD_OF_NOTEBOOK else path
-    for path in sorted((ROOT / "profiles" / "sweeps").glob("*.yaml"))], ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec_path", sorted((ROOT / "profiles" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path):
     from reprank import sweep
 
