@@ -88,26 +88,32 @@ def response_log_likelihood(model, tokenizer, prompts: Sequence[str], responses:
 
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
-    device, scores = model_device(model), []
+    device = model_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for start in range(0, len(prompts), batch_size):
-        rows = []
-        for prompt, response in zip(prompts[start:start + batch_size], responses[start:start + batch_size]):
-            context = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-            answer = tokenizer(truncate_response(tokenizer, response, max_response_tokens),
-                               add_special_tokens=False)["input_ids"]
-            rows.append((context, answer))
-        # One right-padded forward per batch: the padding never precedes a scored token.
-        width = max(len(c) + len(a) for c, a in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (context, answer) in enumerate(rows):
-            ids[i, :len(context) + len(answer)] = torch.tensor(context + answer)
-            mask[i, :len(context) + len(answer)] = 1
-        log_probs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1)
-        for i, (context, answer) in enumerate(rows):
+    rows = []
+    for prompt, response in zip(prompts, responses):
+        context = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(truncate_response(tokenizer, response, max_response_tokens), add_special_tokens=False)["input_ids"]
+        rows.append((context, answer))
+    # Batches of similar length (one long prompt would otherwise pad its whole batch), right-padded: the padding
+    # never precedes a scored token. Scores come back in the input order.
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+    scores = [0.0] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(rows[i][0]) + len(rows[i][1]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for k, i in enumerate(batch):
+            context, answer = rows[i]
+            ids[k, :len(context) + len(answer)] = torch.tensor(context + answer)
+            mask[k, :len(context) + len(answer)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for k, i in enumerate(batch):
+            context, answer = rows[i]
             targets = torch.tensor(answer, device=device)[:, None]
-            positions = log_probs[i, len(context) - 1:len(context) + len(answer) - 1]
-            token_log_probs = positions.gather(1, targets)
-            scores.append(float(token_log_probs.sum() if reduction == "sum" else token_log_probs.mean()))
+            # log-softmax over the answer's positions only (the whole batch's would be batch x length x vocab floats)
+            positions = logits[k, len(context) - 1:len(context) + len(answer) - 1].float().log_softmax(-1)
+            token = positions.gather(1, targets)
+            scores[i] = float(token.sum() if reduction == "sum" else token.mean())
     return scores
