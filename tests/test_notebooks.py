@@ -123,9 +123,9 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
 
 
-# Sized for the suite's 15 minutes (this test: ~8.5 of them): 8 steps, 24-token answers, one 2-step ablation, no
-# best-of-N (41 s at best-of-2; `make run PROFILE=smoke` runs it).
-SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": True, "ablations": ["max_steps=2"], "online_rounds": 2,
+# Sized for the suite's 15 minutes (this test: ~7 of them): 8 steps, 24-token answers, one 2-step ablation, one
+# online round, no best-of-N (41 s at best-of-2; `make run PROFILE=smoke` runs both).
+SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": True, "ablations": ["max_steps=2"], "online_rounds": 1,
                "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
                "n_eval_benign": 10, "eval_max_new_tokens": 24}
 
