@@ -135,6 +135,15 @@ class Lesson:
                             f"(output_dir = \"\")")
         return path
 
+    def earlier_parameter(self, prefix: str, name: str):
+        """A parameter earlier step ``prefix`` ran with in this run folder (notebook 03 cuts responses as notebook
+        01 did: ``lesson.earlier_parameter("01", "max_response_tokens")``), so no lesson restates another's."""
+        values = step_parameters(self.run_dir, prefix)
+        if values is None or name not in values:
+            raise UserError(f"{self.run_dir}: no record of the {name} step {prefix} ran with; run this notebook in a "
+                            f"new folder (output_dir = \"\")")
+        return values[name]
+
     def earlier_ledger(self, prefix: str) -> ComputeLedger:
         """The compute ledger an earlier step recorded (``compute_03``)."""
         return ComputeLedger.load(self.artifact(f"compute_{prefix}"))

@@ -180,3 +180,14 @@ def test_an_artifact_an_earlier_step_never_wrote_is_one_line(runs_root, tmp_path
     with pytest.raises(UserError, match=predates):
         lesson.artifact("sampling")
     assert lesson.artifact("candidates").is_file() and not fake_papermill
+
+
+def test_a_later_lesson_reads_the_parameter_an_earlier_step_ran_with(runs_root, tmp_path, capsys, fake_papermill):
+    fake_run(runs_root, "cpu-a", ["01", "02"], age=100, max_response_tokens=48)
+    given = runs_root / "cpu-a"
+    assert start_lesson("03", output_dir=str(given), model_id=MODEL, seed=0).earlier_parameter(
+        "01", "max_response_tokens") == 48
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no record of the no_such_parameter step 01 ran with"):
+        start_lesson("03", output_dir=str(empty), model_id=MODEL, seed=0).earlier_parameter("01", "no_such_parameter")
