@@ -124,8 +124,9 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
 
 
 # Sized for the suite's 15 minutes (this test: ~7 of them): 8 steps, 24-token answers, one 2-step ablation, one
-# online round, no best-of-N (41 s at best-of-2; `make run PROFILE=smoke` runs both).
-SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": True, "ablations": ["max_steps=2"], "online_rounds": 1,
+# online round; no best-of-N (41 s at best-of-2) and no off-policy training run (~60 s; plain DPO on other pairs: the
+# shift diagnostics of its pairs are still computed and checked). `make run PROFILE=smoke` runs both.
+SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": ["max_steps=2"], "online_rounds": 1,
                "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
                "n_eval_benign": 10, "eval_max_new_tokens": 24}
 
@@ -160,10 +161,10 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
         expected = ("higher" if a[f"{key}_low"] > b[f"{key}_high"] else
                     "lower" if a[f"{key}_high"] < b[f"{key}_low"] else "no difference")
         assert verdict == expected, claim
-    assert set(results) == {"untuned", "dpo", "paper", "off-policy dpo", "online", "ablation: max_steps=2"}
+    assert set(results) == {"untuned", "dpo", "paper", "online", "ablation: max_steps=2"}
     # The main method was judged during training too; every run has a training curve.
     assert [row["step"] for row in metrics["main_method_by_step"]] == [4]
-    assert set(metrics["final_loss"]) == {"dpo", "paper", "off-policy dpo", "ablation: max_steps=2"}
+    assert set(metrics["final_loss"]) == {"dpo", "paper", "ablation: max_steps=2"}
     # Compute: online pays sampling and scoring every round; re-ranking paid them once in notebook 03.
     assert metrics["compute"]["online"]["data FLOPs"] > 0
     assert metrics["compute_ratios"]["(a) total pipeline, online / paper, flops"] > 0
