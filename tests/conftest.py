@@ -49,3 +49,13 @@ def _on_model(inputs, model):
 @pytest.fixture(scope="session")
 def on_model():
     return _on_model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The default model's tokenizer (for the tiny random models of ``tests/tiny.py``)."""
+    from transformers import AutoTokenizer
+
+    from reprank.models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path())

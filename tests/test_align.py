@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny import tiny_model
 from trl import DPOTrainer
 
 from reprank import align
@@ -19,20 +19,8 @@ CHOSEN = ["Mix flour, water and yeast, then bake.", "Why did the chicken cross t
 REJECTED = ["No.", "I will not tell jokes today, or ever.", "Five, obviously.", "Loud."]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from reprank.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path())
 
 
-def tiny_model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )
-    return LlamaForCausalLM(config)
 
 
 def pairs(confidence=None):

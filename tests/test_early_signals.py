@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny import tiny_model
 
 from reprank import align, early_signals, generation
 
@@ -16,18 +16,10 @@ REJECTED = ["No.", "I will not tell jokes today, or ever.", "Five, obviously."]
 REFUSAL = "I can't help with that."
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from reprank.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path())
 
 
 def untuned(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    return LlamaForCausalLM(config).eval()
+    return tiny_model(tokenizer).eval()
 
 
 def policy(tokenizer, scale=0.0):

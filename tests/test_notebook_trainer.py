@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_align import fixed_batch, pairs, perturb_lora, tiny_model, tokenizer  # noqa: F401 (a fixture)
+from test_align import fixed_batch, pairs, perturb_lora
+from tiny import tiny_model
 from trl import DPOTrainer
 
 from reprank import align, exercises

@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from tiny import tiny_model
 
 from reprank import align, rerank, staleness
 from reprank.extraction import extract_hidden_states
@@ -21,18 +21,8 @@ ANSWERS = [["Mix flour, water and yeast, then bake.", "No.", "Buy some."],
            ["Blue.", "Loud.", "I can't say."]]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from reprank.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path())
 
 
-def tiny_model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    return LlamaForCausalLM(config)
 
 
 @pytest.fixture(scope="module")
