@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from tiny import tiny_model
+from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
 from reprank import align
@@ -38,13 +38,6 @@ def lora_weights(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def perturb_lora(model, seed=1, scale=0.5):
-    """LoRA B starts at zero (policy == reference, z == 0): give it random values so z is not trivial."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(scale * torch.randn(p.shape, generator=generator))
 
 
 def fixed_batch(trainer):

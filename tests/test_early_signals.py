@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from tiny import tiny_model
+from tiny import perturb_lora, tiny_model
 
 from reprank import align, early_signals, generation
 
@@ -25,11 +25,7 @@ def untuned(tokenizer):
 def policy(tokenizer, scale=0.0):
     """The untuned model with a LoRA adapter; ``scale > 0`` moves it away from the untuned model."""
     model = get_peft_model(untuned(tokenizer), align.lora_config())
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(scale * torch.randn(p.shape, generator=generator))
+    perturb_lora(model, scale=scale)
     return model.train()
 
 

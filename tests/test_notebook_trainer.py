@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_align import fixed_batch, pairs, perturb_lora
-from tiny import tiny_model
+from test_align import fixed_batch, pairs
+from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
 from reprank import align, exercises

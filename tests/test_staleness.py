@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import get_peft_model
-from tiny import tiny_model
+from tiny import perturb_lora, tiny_model
 
 from reprank import align, rerank, staleness
 from reprank.extraction import extract_hidden_states
@@ -46,11 +46,7 @@ def scored(tokenizer, reward_model):
 
 def moved_policy(tokenizer, scale):
     model = get_peft_model(tiny_model(tokenizer), align.lora_config())
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(scale * torch.randn(p.shape, generator=generator))
+    perturb_lora(model, scale=scale)
     return model
 
 
