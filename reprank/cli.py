@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="JSONL with a 'prompt' field (optional boolean 'harmful'), or a text file, one per line")
     ev.add_argument("--output", default=None, help="new folder for responses.jsonl and summary.json")
     ev.add_argument("--max-new-tokens", type=int, default=64)
-    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=_evaluate)
     return parser

@@ -69,7 +69,7 @@ OURS_SAMPLES_PER_PROMPT = 4  # samples_per_prompt
 OURS_NEW_TOKENS = 48  # sample_max_new_tokens
 OURS_PROMPT_TOKENS = 47  # mean chat-templated length of those 96 prompts on SmolLM2's tokenizer (38-106)
 OURS_STEPS, OURS_BATCH = 40, 4  # max_steps, per_device_train_batch_size
-OURS_ONLINE_ROUNDS = 4  # online_rounds: 10 steps a round, as notebook 04 splits them
+OURS_ONLINE_ROUNDS = 4  # online_rounds of profiles/sweeps/cpu-baselines.yaml: 10 steps a round, as notebook 04 splits them
 
 # Ledger stage names written by notebooks 03 and 04.
 DATA_STAGES = ("sampling (once)", "scoring")

@@ -167,7 +167,7 @@ def rate_with_interval(summary: dict, key: str) -> str:
 
 
 def evaluate_model(model, tokenizer, harmful_prompts: Sequence[str], benign_prompts: Sequence[str], *,
-                   classifier: RefusalClassifier, max_new_tokens: int = 64, batch_size: int = 16,
+                   classifier: RefusalClassifier, max_new_tokens: int = 64, batch_size: int = 32,
                    seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Greedy answers with a fixed token budget, judged; returns (per-prompt table, summary)."""
     prompts = list(harmful_prompts) + list(benign_prompts)

@@ -105,7 +105,8 @@ def test_ours_preset_matches_the_cpu_profile_and_training_defaults(default_model
     assert config.n_prompts == profile["n_rerank_harmful"] + profile["n_rerank_benign"]
     assert config.samples_per_prompt == profile["samples_per_prompt"]
     assert config.new_tokens == profile["sample_max_new_tokens"]
-    assert config.rounds == profile["online_rounds"]
+    baselines = yaml.safe_load((ROOT / "profiles" / "sweeps" / "cpu-baselines.yaml").read_text())
+    assert config.rounds == baselines["set"]["online_rounds"] == cr.OURS_ONLINE_ROUNDS
     tree = ast.parse((ROOT / "reprank" / "align.py").read_text())
     call = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CPU_DEFAULTS")
     defaults = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
