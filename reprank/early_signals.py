@@ -64,13 +64,24 @@ def implicit_rewards(policy, tokenizer, pairs, *, beta: float, max_response_toke
     return beta * (ratio[:n] - ratio[n:])
 
 
+def accuracy_from_log_probs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> float:
+    """Share of pairs with ``beta * z > 0``, z from each answer's summed log-probability under the policy and the
+    reference; a tie (z = 0, as for the untuned policy) counts as wrong. Raises ValueError without pairs."""
+    z = ((np.asarray(policy_chosen, dtype=float) - np.asarray(ref_chosen, dtype=float))
+         - (np.asarray(policy_rejected, dtype=float) - np.asarray(ref_rejected, dtype=float)))
+    if z.size == 0:
+        raise ValueError("the implicit-reward accuracy needs at least one pair")
+    return float(np.mean(beta * z > 0))
+
+
 def implicit_reward_accuracy(policy, tokenizer, pairs, *, beta: float, **kwargs) -> dict:
     """Share of ``pairs`` with ``beta * z > 0`` (the policy prefers the labelled-better answer more than its
     reference does), their mean ``beta * z``, and n. Give it held-out pairs whose labels are clean."""
     rewards = implicit_rewards(policy, tokenizer, pairs, beta=beta, **kwargs)
     if len(rewards) == 0:
         raise ValueError("implicit_reward_accuracy needs at least one pair")
-    return {"accuracy": float(np.mean(rewards > 0)), "mean_margin": float(np.mean(rewards)), "n": len(rewards)}
+    return {"accuracy": accuracy_from_log_probs(rewards, 0.0, 0.0, 0.0, 1.0), "mean_margin": float(np.mean(rewards)),
+            "n": len(rewards)}
 
 
 def _one_per_prompt(refusals: str | Sequence[str], n: int) -> list[str]:

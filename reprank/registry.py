@@ -36,6 +36,7 @@ STEPS = {
     "02": Step("02", "02_label_confidence.ipynb", "02_confidence", ("01",)),
     "03": Step("03", "03_reranking.ipynb", "03_reranking", ("01",)),  # uses 02's fitted tau when 02 ran
     "04": Step("04", "04_aligning_with_confidence.ipynb", "04_alignment", ("02", "03")),  # 02 and 03 build 01
+    "05": Step("05", "05_where_confidence_helps.ipynb", "05_noise", ("02", "03")),  # an experiment after 04
 }
 
 ARTIFACTS = {

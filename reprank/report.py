@@ -25,6 +25,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import UserError
@@ -128,14 +129,34 @@ def aggregate(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
 
     A t-interval, not mean ± 1.96·std/√n: with a handful of seeds the normal one is far too narrow.
     """
-    from scipy import stats as scipy_stats
-
     long = table.melt(id_vars=["run", *group_by], value_vars=metrics, var_name="metric").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
     stats = long.groupby([*group_by, "metric"], sort=False, dropna=False)["value"].agg(["mean", "std", "count"])
     stats = stats.rename(columns={"count": "n"}).reset_index()
-    half = scipy_stats.t.ppf(0.975, (stats.n - 1).where(stats.n > 1)) * stats["std"] / stats.n ** 0.5
+    half = t_half_width(stats["std"], stats.n)
     return stats.assign(ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half)
+
+
+def t_half_width(std, n):
+    """Half the width of the 95% t-interval of a mean of ``n`` values with sample std ``std`` (nan for n < 2)."""
+    from scipy import stats as scipy_stats
+
+    n = pd.Series(n, dtype=float) if not isinstance(n, pd.Series) else n.astype(float)
+    half = scipy_stats.t.ppf(0.975, (n - 1).where(n > 1)) * std / n ** 0.5
+    return half
+
+
+def mean_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of per-seed values and its 95% t-interval (std with n - 1); no interval
+    (nan, nan) for one value. Raises ValueError for none."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("a mean over seeds needs at least one value")
+    mean = float(values.mean())
+    if values.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(t_half_width(values.std(ddof=1), values.size).iloc[0])
+    return mean, mean - half, mean + half
 
 
 def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str] | None = None,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reprank import exercises
-from reprank.exercises import ex01, ex02, ex03, ex04
+from reprank.exercises import ex01, ex02, ex03, ex04, ex05
 
 
 def unfinished(*args):
@@ -16,7 +16,7 @@ def test_reference_passes_its_own_cases(exercise):
     assert exercises.run_cases(exercise, exercise.reference)
 
 
-WRONG = [(exercise_id, index, answer) for module in (ex01, ex02, ex03, ex04)
+WRONG = [(exercise_id, index, answer) for module in (ex01, ex02, ex03, ex04, ex05)
          for exercise_id, answers in module.WRONG_ANSWERS.items() for index, answer in enumerate(answers)]
 
 

@@ -123,9 +123,9 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
 
 
-# Sized for the suite's 15 minutes (this test: ~7 of them): 8 steps, 24-token answers, one 2-step ablation, one
-# online round; no best-of-N (41 s at best-of-2) and no off-policy training run (~60 s; plain DPO on other pairs: the
-# shift diagnostics of its pairs are still computed and checked). `make run PROFILE=smoke` runs both.
+# Sized for the suite's 15 minutes (this test: ~6 of them): 8 steps, 24-token answers, one 2-step ablation, one
+# online round; no best-of-N (41 s at best-of-2) and no off-policy comparison (~60 s of training on other pairs, and
+# their shift diagnostic). `make run PROFILE=smoke` runs both.
 SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": ["max_steps=2"], "online_rounds": 1,
                "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
                "n_eval_benign": 10, "eval_max_new_tokens": 24}
@@ -150,9 +150,9 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     assert 0 <= mechanism["disagreement_share"] <= 1
     # Offline p from the ranking's own RM is above 0.5 for every pair (why it cannot reorder anything).
     assert metrics["offline_confidence_min"] > 0.5
-    # Off-policy pairs are text the policy finds less likely than its own samples (the rejected side).
-    shift = metrics["offpolicy_shift"]["rejected"]
-    assert shift["off-policy"] < shift["re-ranked"]
+    # The off-policy comparison (its training run and its pairs' shift diagnostic) is off here and by default:
+    # profiles/sweeps/cpu-baselines.yaml and `make run PROFILE=smoke` run it.
+    assert metrics["offpolicy_shift"] is None
     # Every "higher / lower / no difference" the notebook prints follows from the intervals.
     for claim, verdict in metrics["comparisons"].items():
         main, rest = claim.split(" vs ")
@@ -170,7 +170,7 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     assert metrics["compute_ratios"]["(a) total pipeline, online / paper, flops"] > 0
     assert {row["config"] for row in metrics["compute_ratios"]["projection"]} >= {"this run"}
     assert metrics["compute"]["paper"]["training FLOPs"] > 0
-    for figure in ("04_training_curves", "04_paper_confidence", "04_offpolicy_shift", "04_tradeoff", "04_compute"):
+    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_compute"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "paper" / "adapter_config.json").is_file()
     # Trained on notebook 03's saved pairs, with 03's sampling settings.
@@ -178,3 +178,43 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     assert metrics["n_pairs"] == len(saved)
     assert metrics["settings"]["sampling_03"] == json.loads(registry.artifact(run_dir, "sampling").read_text())
 
+
+
+# Every path of notebook 05 at tiny size: four of the six arms (dpo_clean and dpo_noisy run the code of
+# dpo_smoothing with another p), a 2-step staleness run, and section 6 reading an earlier "seed" of the sweep.
+SMALL_NOISE = {"arms": ["dpo_smoothing", "paper", "paper_pair", "confidence"], "max_steps": 3, "n_eval_harmful": 8,
+               "n_eval_benign": 6, "eval_max_new_tokens": 16, "heldout_prompts": 0.3, "staleness_steps": 2,
+               "staleness_prompts": 4}
+
+
+def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
+    sweep = tmp_path / "sweep"  # a finished run of another seed, as a sweep leaves it
+    (sweep / "seed=1").mkdir(parents=True)
+    (sweep / "seed=1" / "run.json").write_text(json.dumps({"status": "done", "parameters": {"seed": 1}}))
+    (sweep / "seed=1" / "metrics.json").write_text(json.dumps({"05_noise": {
+        "results": {"paper": {"safe_rate": 0.5, "over_refusal_rate": 0.1}},
+        "early_signals": {"paper": {"implicit_reward_accuracy": 0.6}}}}))
+    metrics = execute("05", run_dir, **SMALL_NOISE, sweep_dir=str(sweep))["05_noise"]
+    assert set(metrics["results"]) == {"untuned", *SMALL_NOISE["arms"]}
+    # An exact share of the training pairs was flipped, and the clean held-out pairs were never trained on.
+    assert metrics["n_flipped"] >= 1 and abs(metrics["n_flipped"] / metrics["n_train_pairs"] - 0.25) < 0.1
+    assert metrics["n_clean_test_pairs"] >= 2
+    for arm in SMALL_NOISE["arms"]:
+        signals = metrics["early_signals"][arm]
+        assert 0 <= signals["implicit_reward_accuracy"] <= 1 and signals["n_clean_pairs"] >= 2
+    # The confidence arms log how well p finds the flips while training, and after it.
+    assert set(metrics["confidence_by_step"]) == set(SMALL_NOISE["arms"])  # every arm with a p on noisy pairs
+    assert set(metrics["flip_auroc_final"]) == {"paper", "paper_pair", "confidence"}
+    assert all(0 <= v <= 1 for v in metrics["flip_auroc_final"].values())
+    assert metrics["flip_auroc_final"]["confidence"] > 0.9  # the sanity arm's stored p knows the flips
+    # Staleness: both runs, measured before training and at the last step.
+    staleness = metrics["staleness"]
+    assert {(row["run"], row["step"]) for row in staleness} == {
+        (run, step) for run in ("RM trained jointly", "RM frozen") for step in (0, 2)}
+    assert all(-1 <= row["rank_correlation"] <= 1 and 0 <= row["ks_samples"] <= 1 for row in staleness)
+    for figure in ("05_arms", "05_confidence_during_training", "05_staleness"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file()
+    executed = json.loads((run_dir / "05_where_confidence_helps.ipynb").read_text())
+    outputs = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                      for cell in executed["cells"] for o in cell.get("outputs", []))
+    assert "staleness_steps = 0" not in outputs

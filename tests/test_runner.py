@@ -200,7 +200,7 @@ def test_runs_go_on_with_the_reference_solutions_unless_the_user_sets_them(tmp_p
     root = tmp_path / "runs"
     declaring = [nb.name[:2] for nb in parameters.list_notebooks()
                  if "use_reference_solutions" in parameters.declared_parameters(nb)]
-    assert declaring == ["01", "02", "03", "04"]
+    assert declaring == ["01", "02", "03", "04", "05"]
     assert run_cli(capsys, "run", "--profile", "cpu", "--runs-root", str(root)) == (0, "")
     assert [(name, given["use_reference_solutions"]) for name, given in papermill_calls] == \
         [(name, True) for name in declaring]

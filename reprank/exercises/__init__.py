@@ -12,7 +12,7 @@ reference when the student left the stub and asked for the reference solutions. 
 one line naming the exercise when the stub is left unasked, and names the failing case when an answer is
 wrong (the ARENA pattern: a skipped exercise stops the lesson rather than silently using the answer).
 
-Each notebook's exercises live in ``reprank.exercises.ex01`` ... ``ex04``; importing this package registers them.
+Each notebook's exercises live in ``reprank.exercises.ex01`` ... ``ex05``; importing this package registers them.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Exercise:
 
 
 REGISTRY: dict[str, Exercise] = {}
-NOTEBOOK_MODULES = ("ex01", "ex02", "ex03", "ex04")
+NOTEBOOK_MODULES = ("ex01", "ex02", "ex03", "ex04", "ex05")
 
 
 def register(exercise: Exercise) -> Exercise:
