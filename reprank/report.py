@@ -25,11 +25,11 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import UserError
 from .fileio import atomic_write_text, new_output_folder
+from .intervals import t_half_width
 from .report_plots import group_labels, plot_tradeoff, tradeoff_pairs
 from .runs import MOVED_ASIDE, new_run_dir, read_metrics, read_run_record, run_finished
 
@@ -136,27 +136,6 @@ def aggregate(table: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     half = t_half_width(stats["std"], stats.n)
     return stats.assign(ci95_low=stats["mean"] - half, ci95_high=stats["mean"] + half)
 
-
-def t_half_width(std, n):
-    """Half the width of the 95% t-interval of a mean of ``n`` values with sample std ``std`` (nan for n < 2)."""
-    from scipy import stats as scipy_stats
-
-    n = pd.Series(n, dtype=float) if not isinstance(n, pd.Series) else n.astype(float)
-    half = scipy_stats.t.ppf(0.975, (n - 1).where(n > 1)) * std / n ** 0.5
-    return half
-
-
-def mean_interval(values) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of per-seed values and its 95% t-interval (std with n - 1); no interval
-    (nan, nan) for one value. Raises ValueError for none."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        raise ValueError("a mean over seeds needs at least one value")
-    mean = float(values.mean())
-    if values.size == 1:
-        return mean, float("nan"), float("nan")
-    half = float(t_half_width(values.std(ddof=1), values.size).iloc[0])
-    return mean, mean - half, mean + half
 
 
 def choose_metrics(numeric: list[str], table: pd.DataFrame, requested: list[str] | None = None,

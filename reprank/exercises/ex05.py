@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from .. import confidence, early_signals, report
+from .. import confidence, early_signals, intervals
 from . import Case, Exercise, register
 
 NAN = float("nan")
@@ -63,7 +63,7 @@ register(Exercise(id="05.1", title="the implicit-reward accuracy", function="my_
 register(Exercise(id="05.2", title="finding the flipped pairs", function="my_flip_auroc",
                   reference=confidence.detection_auroc, cases=_flip_auroc_cases, atol=1e-6))
 register(Exercise(id="05.3", title="a mean over seeds and its interval", function="my_seed_interval",
-                  reference=report.mean_interval, cases=_interval_cases, atol=1e-6))
+                  reference=intervals.mean_interval, cases=_interval_cases, atol=1e-6))
 
 
 def _z(pc, pr, rc, rr):
