@@ -22,7 +22,7 @@ from .runs import repo_root
 
 # Parameters that take another type besides their default's: a sweep passes one method as a string;
 # ``layers`` is "all" or a list of hidden-state indices.
-ALSO_ACCEPTS = {"methods": (str,), "layers": (list,)}
+ALSO_ACCEPTS = {"methods": (str,), "arms": (str,), "layers": (list,)}  # a sweep passes one method or arm
 
 
 def notebooks_dir() -> Path:
