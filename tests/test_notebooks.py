@@ -180,12 +180,13 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
 
 
 
-# Every path of notebook 05 at tiny size: three of the six arms (dpo_clean, dpo_noisy and dpo_smoothing run the
-# code of `confidence` with another p; tests/test_align.py checks each p), a 2-step staleness run, and section 6
-# reading an earlier "seed" of the sweep.
-SMALL_NOISE = {"arms": ["paper", "paper_pair", "confidence"], "max_steps": 3, "n_eval_harmful": 8,
-               "n_eval_benign": 6, "eval_max_new_tokens": 16, "heldout_prompts": 0.3, "staleness_steps": 2,
-               "staleness_prompts": 4}
+# Notebook 05 at tiny size (~2.5 min of the suite's 15): two of the six arms, one with p from the current states
+# (paper_pair; `paper` differs in one line of final_confidence and trains in notebook 04's test) and the offline
+# one (dpo_* run the same cell with another p; tests/test_align.py checks each method's p), a 2-step staleness
+# run, and section 6 reading an earlier "seed" of the sweep. `reprank run --profile smoke --notebooks 05` runs all.
+SMALL_NOISE = {"arms": ["paper_pair", "confidence"], "max_steps": 2, "n_eval_harmful": 6,
+               "n_eval_benign": 4, "eval_max_new_tokens": 16, "heldout_prompts": 0.3, "staleness_steps": 2,
+               "staleness_prompts": 2}
 
 
 def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
@@ -193,8 +194,8 @@ def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
     (sweep / "seed=1").mkdir(parents=True)
     (sweep / "seed=1" / "run.json").write_text(json.dumps({"status": "done", "parameters": {"seed": 1}}))
     (sweep / "seed=1" / "metrics.json").write_text(json.dumps({"05_noise": {
-        "results": {"paper": {"safe_rate": 0.5, "over_refusal_rate": 0.1}},
-        "early_signals": {"paper": {"implicit_reward_accuracy": 0.6}}}}))
+        "results": {"paper_pair": {"safe_rate": 0.5, "over_refusal_rate": 0.1}},
+        "early_signals": {"paper_pair": {"implicit_reward_accuracy": 0.6}}}}))
     metrics = execute("05", run_dir, **SMALL_NOISE, sweep_dir=str(sweep))["05_noise"]
     assert set(metrics["results"]) == {"untuned", *SMALL_NOISE["arms"]}
     # An exact share of the training pairs was flipped, and the clean held-out pairs were never trained on.
@@ -205,7 +206,7 @@ def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
         assert 0 <= signals["implicit_reward_accuracy"] <= 1 and signals["n_clean_pairs"] >= 2
     # The confidence arms log how well p finds the flips while training, and after it.
     assert set(metrics["confidence_by_step"]) == set(SMALL_NOISE["arms"])  # every arm with a p on noisy pairs
-    assert set(metrics["flip_auroc_final"]) == {"paper", "paper_pair", "confidence"}
+    assert set(metrics["flip_auroc_final"]) == {"paper_pair", "confidence"}
     assert all(0 <= v <= 1 for v in metrics["flip_auroc_final"].values())
     assert metrics["flip_auroc_final"]["confidence"] > 0.9  # the sanity arm's stored p knows the flips
     # Staleness: both runs, measured before training and at the last step.

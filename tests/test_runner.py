@@ -58,6 +58,7 @@ def test_the_real_notebooks_parameter_types():
     assert parameters.parse_overrides(["rm_lr=5e-4"]) == {"rm_lr": 0.0005}  # YAML 1.1 would say "5e-4"
     assert check({"layers": [1, 2]})["layers"] == [1, 2]  # "all" or a list
     assert check({"methods": "dpo"}, ["04"])["methods"] == "dpo"  # a sweep passes one method
+    assert check({"arms": "paper"}, ["05"])["arms"] == "paper"  # ... or one arm of notebook 05
     assert check({"methods": ["dpo", "ipo"]}, ["04"])["methods"] == ["dpo", "ipo"]
     with pytest.raises(UserError, match="ablations must be a list"):
         check({"ablations": "no_nll"}, ["04"])
