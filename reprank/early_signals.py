@@ -80,8 +80,7 @@ def implicit_reward_accuracy(policy, tokenizer, pairs, *, beta: float, **kwargs)
     rewards = implicit_rewards(policy, tokenizer, pairs, beta=beta, **kwargs)
     if len(rewards) == 0:
         raise ValueError("implicit_reward_accuracy needs at least one pair")
-    return {"accuracy": accuracy_from_log_probs(rewards, 0.0, 0.0, 0.0, 1.0), "mean_margin": float(np.mean(rewards)),
-            "n": len(rewards)}
+    return {"accuracy": float(np.mean(rewards > 0)), "mean_margin": float(np.mean(rewards)), "n": len(rewards)}
 
 
 def _one_per_prompt(refusals: str | Sequence[str], n: int) -> list[str]:
