@@ -12,6 +12,7 @@ import re
 import pytest
 
 from reprank import registry, rerank, runner, runs, student
+from reprank.lesson import step_parameters
 
 pytestmark = pytest.mark.notebook
 
@@ -191,16 +192,19 @@ SMALL_NOISE = {"arms": ["paper_pair", "confidence"], "max_steps": 2, "n_eval_har
 
 def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
     sweep = tmp_path / "sweep"  # a finished run of another seed, as a sweep leaves it
-    (sweep / "seed=1").mkdir(parents=True)
-    (sweep / "seed=1" / "run.json").write_text(json.dumps({"status": "done", "parameters": {"seed": 1}}))
-    (sweep / "seed=1" / "metrics.json").write_text(json.dumps({"05_noise": {
+    (sweep / "seed=2").mkdir(parents=True)
+    (sweep / "seed=2" / "run.json").write_text(json.dumps({"status": "done", "parameters": {"seed": 2}}))
+    (sweep / "seed=2" / "metrics.json").write_text(json.dumps({"05_noise": {
         "results": {"paper_pair": {"safe_rate": 0.5, "over_refusal_rate": 0.1}},
         "early_signals": {"paper_pair": {"implicit_reward_accuracy": 0.6}}}}))
-    metrics = execute("05", run_dir, **SMALL_NOISE, sweep_dir=str(sweep))["05_noise"]
+    # Seed 1 on pairs that seed 0 made, as the sweep runs it: the flips and training change, the test split must not.
+    metrics = execute("05", run_dir, **SMALL_NOISE, seed=1, sweep_dir=str(sweep))["05_noise"]
     assert set(metrics["results"]) == {"untuned", *SMALL_NOISE["arms"]}
     # An exact share of the training pairs was flipped, and the clean held-out pairs were never trained on.
     assert metrics["n_flipped"] >= 1 and abs(metrics["n_flipped"] / metrics["n_train_pairs"] - 0.25) < 0.1
     assert metrics["n_clean_test_pairs"] >= 2
+    # The test prompts and the judge are those of the pairs' run (seed 0), not this notebook's seed.
+    assert metrics["settings"]["split_seed"] == step_parameters(run_dir, "03")["seed"] != 1
     for arm in SMALL_NOISE["arms"]:
         signals = metrics["early_signals"][arm]
         assert 0 <= signals["implicit_reward_accuracy"] <= 1 and signals["n_clean_pairs"] >= 2
@@ -220,3 +224,5 @@ def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
     outputs = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
                       for cell in executed["cells"] for o in cell.get("outputs", []))
     assert "staleness_steps = 0" not in outputs
+    # Section 6 read this seed and the sweep's other one.
+    assert metrics["over_seeds"]["paper_pair"]["seeds"] == 2 and metrics["over_seeds"]["confidence"]["seeds"] == 1
