@@ -48,10 +48,14 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
                 left_out.append(f"{path}: included, but the run did not finish every notebook")
         elif path.is_dir():
             children = sorted(c for c in path.iterdir() if c.is_dir() and (c / "run.json").is_file())
+            moved = [c.name for c in children if MOVED_ASIDE.search(c.name)]
+            if moved:  # one line for all of them: a sweep rerun many times leaves dozens
+                left_out.append(f"{path}: {len(moved)} earlier attempt(s) moved aside by reruns of the sweep "
+                                f"({', '.join(moved[:3])}{', ...' if len(moved) > 3 else ''})")
             for child in children:
                 record = read_run_record(child)
                 if MOVED_ASIDE.search(child.name):
-                    left_out.append(f"{child}: an earlier attempt, moved aside by a rerun of the sweep")
+                    continue
                 elif not run_finished(record):
                     left_out.append(f"{child}: not finished (status {record.get('status')!r})")
                 else:
