@@ -191,12 +191,15 @@ SMALL_NOISE = {"arms": ["paper_pair", "confidence"], "max_steps": 2, "n_eval_har
 
 
 def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
-    sweep = tmp_path / "sweep"  # a finished run of another seed, as a sweep leaves it
-    (sweep / "seed=2").mkdir(parents=True)
-    (sweep / "seed=2" / "run.json").write_text(json.dumps({"status": "done", "parameters": {"seed": 2}}))
-    (sweep / "seed=2" / "metrics.json").write_text(json.dumps({"05_noise": {
-        "results": {"paper_pair": {"safe_rate": 0.5, "over_refusal_rate": 0.1}},
-        "early_signals": {"paper_pair": {"implicit_reward_accuracy": 0.6}}}}))
+    sweep = tmp_path / "sweep"  # finished runs of two other seeds, as a sweep leaves them
+    for other_seed, (safe_pair, safe_smoothing) in {2: (0.5, 0.3), 3: (0.6, 0.2)}.items():
+        (sweep / f"seed={other_seed}").mkdir(parents=True)
+        (sweep / f"seed={other_seed}" / "run.json").write_text(
+            json.dumps({"status": "done", "parameters": {"seed": other_seed}}))
+        (sweep / f"seed={other_seed}" / "metrics.json").write_text(json.dumps({"05_noise": {
+            "results": {"paper_pair": {"safe_rate": safe_pair, "over_refusal_rate": 0.1},
+                        "dpo_smoothing": {"safe_rate": safe_smoothing, "over_refusal_rate": 0.1}},
+            "early_signals": {"paper_pair": {"implicit_reward_accuracy": 0.6}}}}))
     # Seed 1 on pairs that seed 0 made, as the sweep runs it: the flips and training change, the test split must not.
     metrics = execute("05", run_dir, **SMALL_NOISE, seed=1, sweep_dir=str(sweep))["05_noise"]
     assert set(metrics["results"]) == {"untuned", *SMALL_NOISE["arms"]}
@@ -224,5 +227,7 @@ def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
     outputs = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
                       for cell in executed["cells"] for o in cell.get("outputs", []))
     assert "staleness_steps = 0" not in outputs
-    # Section 6 read this seed and the sweep's other one.
-    assert metrics["over_seeds"]["paper_pair"]["seeds"] == 2 and metrics["over_seeds"]["confidence"]["seeds"] == 1
+    # Section 6 read this seed and the sweep's other two, and paired the seeds both arms ran (2 and 3).
+    assert metrics["over_seeds"]["paper_pair"]["seeds"] == 3 and metrics["over_seeds"]["confidence"]["seeds"] == 1
+    safe = metrics["paired_differences"]["paper_pair - dpo_smoothing"]["safe"]
+    assert safe["seeds"] == 2 and safe["mean"] == pytest.approx(0.3) and safe["low"] < 0.3 < safe["high"]
