@@ -33,7 +33,9 @@ noise: setup
 	@base=$$(ls -d runs/cpu-2* 2>/dev/null | sort | tail -n 1); \
 	if [ -z "$$base" ]; then echo "make noise: no runs/cpu-* folder yet; run \`make run\` first" >&2; exit 2; fi; \
 	$(BIN)/python -m reprank sweep profiles/sweeps/cpu-noise-seed.yaml --from-run "$$base" && \
-	$(BIN)/python -m reprank report runs/cpu-noise-seed
+	$(BIN)/python -m reprank report runs/cpu-noise-seed && \
+	$(BIN)/python -m reprank run --profile cpu --notebooks 05 --from-run "$$base" \
+		--set 'arms=[]' judge_untuned=false sweep_dir="$(CURDIR)/runs/cpu-noise-seed"  # section 6: the verdict, paired by seed
 
 test: setup
 	$(BIN)/python -m pytest
