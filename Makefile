@@ -28,7 +28,7 @@ run: setup
 	$(BIN)/python -m reprank run --profile $(PROFILE) --notebooks $(NOTEBOOKS)
 
 # Notebook 05 over three seeds (every arm; ~2 h on 2 cores), from the newest finished cpu run of the main job,
-# then its report (mean and 95% interval per arm).
+# then its report (mean and 95% interval per arm) and notebook 05 reading it (paper vs the controls, paired by seed).
 noise: setup
 	@base=$$(ls -d runs/cpu-2* 2>/dev/null | sort | tail -n 1); \
 	if [ -z "$$base" ]; then echo "make noise: no runs/cpu-* folder yet; run \`make run\` first" >&2; exit 2; fi; \
