@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/python -m reprank run --profile $(PROFILE) --notebooks $(NOTEBOOKS)
 
-# Notebook 05 over three seeds (every arm; ~2 h on 2 cores), from the newest finished cpu run of the main job,
+# Notebook 05 over three seeds (every arm; about 1.8 h on 2 cores, measured), from the newest finished cpu run of the main job,
 # then its report (mean and 95% interval per arm) and notebook 05 reading it (paper vs the controls, paired by seed).
 noise: setup
 	@base=$$(ls -d runs/cpu-2* 2>/dev/null | sort | tail -n 1); \
