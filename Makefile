@@ -28,14 +28,15 @@ run: setup
 	$(BIN)/python -m reprank run --profile $(PROFILE) --notebooks $(NOTEBOOKS)
 
 # Notebook 05 over three seeds (every arm; about 1.8 h on 2 cores, measured), from the newest finished cpu run of the main job,
-# then its report (mean and 95% interval per arm) and notebook 05 reading it (paper vs the controls, paired by seed).
+# then its report (mean and 95% interval per arm) and notebook 05 reading it (paper vs the controls, paired by seed)
+# into runs/cpu-noise-seed-verdict/, outside runs/cpu-2*, so a rerun still starts from the same cpu run.
 noise: setup
 	@base=$$(ls -d runs/cpu-2* 2>/dev/null | sort | tail -n 1); \
 	if [ -z "$$base" ]; then echo "make noise: no runs/cpu-* folder yet; run \`make run\` first" >&2; exit 2; fi; \
 	$(BIN)/python -m reprank sweep profiles/sweeps/cpu-noise-seed.yaml --from-run "$$base" && \
 	$(BIN)/python -m reprank report runs/cpu-noise-seed && \
-	$(BIN)/python -m reprank run --profile cpu --notebooks 05 --from-run "$$base" \
-		--set 'arms=[]' judge_untuned=false sweep_dir="$(CURDIR)/runs/cpu-noise-seed"  # section 6: the verdict, paired by seed
+	$(BIN)/python -m reprank run --profile cpu --notebooks 05 --from-run "$$base" --runs-root runs/cpu-noise-seed-verdict \
+		--set 'arms=[]' judge_untuned=false sweep_dir="$(CURDIR)/runs/cpu-noise-seed"
 
 test: setup
 	$(BIN)/python -m pytest
