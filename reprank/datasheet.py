@@ -55,7 +55,8 @@ def summary() -> dict:
           {"source": col("source"), "category": col("category"), "split": col("split")})
     count("harmful_near_duplicates_dropped", _near_duplicates_dropped, {"source": col("source"), "split": col("split")})
     count("benign", load_benign_prompts,
-          {"sounds_harmful": col("sounds_harmful"), "category": col("category"), "split": col("split")})
+          {"sounds_harmful": col("sounds_harmful"), "category": col("category"), "split": col("split"),
+           "over_refusal_type": lambda r: r["over_refusal_type"] or "none"})
     count("heldout", load_heldout_harmful_prompts, {"category": col("category"), "split": col("split")})
     count("heldout_dropped_as_benchmark_near_duplicates", _heldout_dropped, {})
     count("refusals", load_refusals, {})

@@ -201,14 +201,16 @@ def test_human_labelled():
 
 def test_benign_and_refusals_from_temp_files(tmp_path, monkeypatch):
     write_jsonl(tmp_path / "benign_prompts.jsonl", [
-        {"prompt": "How do I kill a Python process?", "category": "tech", "style": "question", "sounds_harmful": True},
+        {"prompt": "How do I kill a Python process?", "category": "tech", "style": "question", "sounds_harmful": True,
+         "over_refusal_type": "homonym"},
         {"prompt": "Suggest a picnic menu.", "category": "food", "style": "request", "sounds_harmful": False},
     ])
     write_jsonl(tmp_path / "refusals.jsonl", [{"text": "I can't help with that.", "style": "short"}])
     monkeypatch.setenv("REPRANK_DATA_DIR", str(tmp_path))
     benign = data.load_benign_prompts()
-    assert benign.column_names == ["prompt", "category", "style", "sounds_harmful", "split"]
+    assert benign.column_names == ["prompt", "category", "style", "sounds_harmful", "over_refusal_type", "split"]
     assert benign["sounds_harmful"] == [True, False]
+    assert benign["over_refusal_type"] == ["homonym", ""]  # optional: "" where the key is absent
     assert data.load_refusals() == ["I can't help with that."]
 
 
@@ -217,12 +219,19 @@ def test_benign_and_refusals_from_temp_files(tmp_path, monkeypatch):
     ({"prompt": "hi", "category": "", "style": "s", "sounds_harmful": False}, "category"),
     ({"prompt": "hi", "category": "c", "style": "s", "sounds_harmful": "no"}, "sounds_harmful"),
     ({"prompt": "Suggest a picnic menu!", "category": "c", "style": "s", "sounds_harmful": False}, "prompt"),
+    ({"prompt": "hi", "category": "c", "style": "s", "sounds_harmful": False, "over_refusal_type": "sarcasm"},
+     "over_refusal_type"),
+    ({"prompt": "hi", "category": "c", "style": "s", "sounds_harmful": False, "over_refusal_type": None},
+     "over_refusal_type"),
 ])
 def test_benign_validation(tmp_path, row, field):
     ok = {"prompt": "Suggest a picnic menu.", "category": "food", "style": "request", "sounds_harmful": False}
     path = write_jsonl(tmp_path / "benign.jsonl", [ok, row])
-    with pytest.raises(data.DataError, match=rf"benign\.jsonl, row 2, field '{field}'"):
+    with pytest.raises(data.DataError, match=rf"benign\.jsonl, row 2, field '{field}'") as info:
         data.load_benign_prompts(path)
+    assert "\n" not in str(info.value)
+    if row.get("over_refusal_type") == "sarcasm":
+        assert "must be one of homonym, figurative," in str(info.value) and "got 'sarcasm'" in str(info.value)
 
 
 def test_near_duplicate_rows_in_a_prompt_file_are_named(tmp_path):
@@ -288,6 +297,13 @@ def test_real_benign_file_if_present():
     benign = data.load_benign_prompts(path)
     assert len(benign) >= 300
     assert set(benign["sounds_harmful"]) == {True, False}
+
+
+def test_real_benign_file_covers_every_over_refusal_type():
+    benign = data.load_benign_prompts()
+    counts = Counter(benign["over_refusal_type"])
+    assert set(counts) == {"", *data.OVER_REFUSAL_TYPES}
+    assert {t: counts[t] for t in data.OVER_REFUSAL_TYPES if counts[t] < 25} == {}
 
 
 def test_missing_data_file(tmp_path):
