@@ -59,10 +59,22 @@ def test_ranking_check_passes_a_reward_that_knows_and_fails_a_shuffled_one():
                          harmful_prompt=harmful, reward=3.0 if harmful else -3.0))
     scored = pd.DataFrame(rows)
     good = rerank.ranking_check(scored)
-    assert good == {"refusal_first_harmful": 1.0, "refusal_last_benign": 1.0}
+    assert good == {"refusal_first_harmful": 1.0, "refusal_last_benign": 1.0, "refusal_first_benign": 0.0}
+    assert rerank.ranking_failures(good) == []
     shuffled = scored.assign(reward=scored.groupby("prompt").reward.transform(lambda r: rng.permutation(r.to_numpy())))
     bad = rerank.ranking_check(shuffled)
     assert bad["refusal_first_harmful"] < rerank.RANKING_MINIMUM
+    assert any(line.startswith("refusal_first_harmful") for line in rerank.ranking_failures(bad))
+
+
+def test_ranking_failures_names_each_side_outside_its_floor():
+    # A reward that calls every refusal good: harmful pools pass, benign pools teach over-refusal.
+    shares = {"refusal_first_harmful": 0.9, "refusal_last_benign": 0.1, "refusal_first_benign": 0.8}
+    failures = rerank.ranking_failures(shares)
+    assert [line.split(" =")[0] for line in failures] == ["refusal_last_benign", "refusal_first_benign"]
+    assert "need at most 15%" in failures[1]
+    assert rerank.ranking_failures({**shares, "refusal_last_benign": float("nan"),
+                                    "refusal_first_benign": float("nan")}) == []  # no benign pool: nothing to judge
 
 
 def test_benign_refusal_last_pairs_an_answer_against_the_refusal_whatever_the_reward():

@@ -40,7 +40,9 @@ def _ranking_cases() -> list[Case]:
         Case("pools without a written refusal are left out",
              (_pools([("h1", True, [0.0, 1.0], 2.0), ("h2", True, [5.0, 1.0], None), ("b1", False, [1.0], -1.0),
                       ("b2", False, [1.0, 3.0], None)]),)),
-        Case("no benign pool: that share is undefined (nan)", (_pools([("h1", True, [0.0, 1.0], 0.5)]),)),
+        Case("no benign pool: those shares are undefined (nan)", (_pools([("h1", True, [0.0, 1.0], 0.5)]),)),
+        Case("a reward that likes every refusal: benign refusals rank first",
+             (_pools([("h1", True, [0.0, 1.0], 2.0), ("b1", False, [1.0, 0.5], 3.0), ("b2", False, [0.0, 1.0], 0.5)]),)),
     ]
 
 
@@ -140,7 +142,8 @@ register(Exercise(id="03.7", title="the cost of a pair", function="my_pair_costs
 def _ranking_with(first, last, skip_pools_without_refusal=True, empty=float("nan")):
     def ranking(candidates):
         shares = {}
-        for key, harmful, pick in (("refusal_first_harmful", True, first), ("refusal_last_benign", False, last)):
+        for key, harmful, pick in (("refusal_first_harmful", True, first), ("refusal_last_benign", False, last),
+                                   ("refusal_first_benign", False, first)):
             hits = [group.origin.iloc[pick(group.reward.to_numpy())] == "reference"
                     for _, group in candidates[candidates.harmful_prompt == harmful].groupby("prompt")
                     if not skip_pools_without_refusal or (group.origin == "reference").any()]
