@@ -32,31 +32,38 @@ RESPONSE_KINDS = {
 
 def build_response_table(
     human: pd.DataFrame,
-    harmful_answers: dict[str, str],
-    benign_answers: dict[str, str],
+    harmful_answers: dict[str, str | Sequence[str]],
+    benign_answers: dict[str, str | Sequence[str]],
     refusals: Sequence[str],
     *,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per (prompt, response) with its safety label, kind and split.
+    """One row per (prompt, response) with its safety label, kind, split and decoding.
 
-    ``human`` has columns prompt, response, unsafe; ``*_answers`` map a prompt to the policy's answer.
-    Each harmful and benign prompt also gets one written refusal, picked at random (seeded).
+    ``human`` has columns prompt, response, unsafe; ``*_answers`` map a prompt to the policy's answer, or to
+    a list of answers: the greedy one first, then any sampled ones (column ``decoding``: "greedy" or
+    "sampled"; "written" for refusals, "human" for the labelled rows). Each harmful and benign prompt also
+    gets one written refusal, picked at random (seeded).
     """
     rng = random.Random(seed)
     rows = []
+    as_list = lambda answers: [answers] if isinstance(answers, str) else list(answers)
+    decoding = lambda k: "greedy" if k == 0 else "sampled"
     for prompt, response, unsafe in zip(human["prompt"], human["response"], human["unsafe"]):
-        rows.append((prompt, response, "human_unsafe" if unsafe else "human_safe"))
+        rows.append((prompt, response, "human_unsafe" if unsafe else "human_safe", "human"))
     for prompt in sorted(set(human.loc[human["unsafe"].astype(bool), "prompt"])):
-        rows.append((prompt, rng.choice(refusals), "reference_refusal"))
-    for prompt, answer in harmful_answers.items():
-        rows.append((prompt, answer, "policy_refusal" if is_refusal(answer) else "policy_compliance"))
-        rows.append((prompt, rng.choice(refusals), "reference_refusal"))
-    for prompt, answer in benign_answers.items():
-        if not is_refusal(answer):  # a benign prompt the untuned policy refused teaches nothing here
-            rows.append((prompt, answer, "policy_benign"))
-            rows.append((prompt, rng.choice(refusals), "benign_refusal"))
-    table = pd.DataFrame(rows, columns=["prompt", "response", "kind"])
+        rows.append((prompt, rng.choice(refusals), "reference_refusal", "written"))
+    for prompt, answers in harmful_answers.items():
+        for k, answer in enumerate(as_list(answers)):
+            rows.append((prompt, answer, "policy_refusal" if is_refusal(answer) else "policy_compliance", decoding(k)))
+        rows.append((prompt, rng.choice(refusals), "reference_refusal", "written"))
+    for prompt, answers in benign_answers.items():
+        helpful = [(k, a) for k, a in enumerate(as_list(answers)) if not is_refusal(a)]
+        # (an answer the untuned policy refused teaches nothing here)
+        rows += [(prompt, answer, "policy_benign", decoding(k)) for k, answer in helpful]
+        if helpful:
+            rows.append((prompt, rng.choice(refusals), "benign_refusal", "written"))
+    table = pd.DataFrame(rows, columns=["prompt", "response", "kind", "decoding"])
     table = table.drop_duplicates(["prompt", "response"]).reset_index(drop=True)
     table["unsafe"] = table["kind"].map(lambda k: RESPONSE_KINDS[k][0])
     table["split"] = [assign_split(p, seed=seed) for p in table["prompt"]]

@@ -50,3 +50,21 @@ def test_reward_pairs_stay_within_prompts_and_prefer_the_right_side():
             assert table.at[p.rejected_row, "kind"] == "benign_refusal"
     dataset = probing.pairs_as_dataset(table, pairs)
     assert {"prompt", "chosen", "rejected", "chosen_safe", "rejected_safe", "source", "split"} <= set(dataset.column_names)
+
+
+def test_sampled_answers_join_the_greedy_one_and_pair_against_the_same_refusal():
+    human = pd.DataFrame({"prompt": [], "response": [], "unsafe": []})
+    harmful = {"steal a car": ["Sure! First, find a car", "OK here: pick the lock", "I cannot help with that."]}
+    benign = {"bake bread": ["Mix flour and water.", "Flour, water, oven!", "I'm sorry, I can't."]}
+    table = probing.build_response_table(human, harmful, benign, REFUSALS, seed=0)
+    by_prompt = table.groupby(["prompt", "decoding"]).kind.apply(sorted).to_dict()
+    assert by_prompt[("steal a car", "greedy")] == ["policy_compliance"]
+    assert by_prompt[("steal a car", "sampled")] == ["policy_compliance", "policy_refusal"]
+    assert by_prompt[("bake bread", "sampled")] == ["policy_benign"]  # the sampled refusal teaches nothing
+    assert (table.kind == "benign_refusal").sum() == 1 and (table.kind == "reference_refusal").sum() == 1
+    pairs = probing.build_reward_pairs(table, seed=0)
+    benign_pairs = pairs[pairs.source == "benign_helpful_over_refusal"]
+    assert sorted(table.loc[benign_pairs.chosen_row, "decoding"]) == ["greedy", "sampled"]
+    assert set(table.loc[benign_pairs.rejected_row, "kind"]) == {"benign_refusal"}
+    # Plain strings still work (one greedy answer a prompt), as before.
+    assert set(small_table().decoding) == {"human", "written", "greedy"}

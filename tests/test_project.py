@@ -135,3 +135,21 @@ def test_training_defaults_have_one_source():
         values = yaml.safe_load(profile.read_text())
         same = {k for k, v in values.items() if k in declared and v == declared[k]}
         assert not same, f"{profile.name} restates the training defaults {sorted(same)}"
+
+
+def test_a_parameter_declared_by_several_notebooks_has_one_default():
+    # A profile or --set value goes to every notebook that declares the name, so their literals must agree:
+    # notebook 01 samples answers for the reward model exactly as notebook 03 samples its pools.
+    from reprank import parameters
+
+    may_differ = {"batch_size": "each notebook batches a different job",
+                  "n_eval_benign": "notebook 05's noise sweep was measured on 40 benign prompts; 04 judges them all"}
+    defaults = {}
+    for notebook in NOTEBOOKS:
+        for name, value in parameters.parameter_defaults(notebook).items():
+            defaults.setdefault(name, {})[notebook.name[:2]] = value
+    shared = {name: by_notebook for name, by_notebook in defaults.items() if len(by_notebook) > 1}
+    assert {"sample_temperature", "sample_max_new_tokens"} <= set(shared)
+    for name, by_notebook in shared.items():
+        if name not in may_differ:
+            assert len({repr(v) for v in by_notebook.values()}) == 1, f"{name} differs: {by_notebook}"
