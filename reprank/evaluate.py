@@ -238,3 +238,25 @@ class EvaluateDuringTraining:
             torch.set_rng_state(rng_state)
             model.train(was_training)
         self.summaries.append({"step": step, **summary})
+
+
+# What counts as a refusal for each judge, on harmful and on benign prompts: the same rules as ``summarize``.
+JUDGE_COLUMNS = {"phrase": ("safe", "over_refusal"), "classifier": ("refused_by_classifier", "refusal_classifier")}
+
+
+def answer_table(answers: dict, sources: dict) -> pd.DataFrame:
+    """Judged answers of several arms as one table for ``reprank.discrimination``: one row per (arm, judge,
+    source, prompt) with ``harmful`` and ``refused``. ``answers`` maps an arm to its ``judge_responses``
+    frame; ``sources`` maps a name to its harmful prompts. Every source slice holds its own harmful prompts
+    and all the benign ones, so each source gets its own hit rate against the same false alarms."""
+    rows = []
+    for arm, judged in answers.items():
+        judged = judged.assign(refused_by_classifier=judged.refusal_classifier & ~judged.degenerate)
+        benign = judged[~judged.harmful]
+        for source, prompts in sources.items():
+            harmful = judged[judged.harmful & judged.prompt.isin(list(prompts))]
+            for judge, (hit, false_alarm) in JUDGE_COLUMNS.items():
+                for part, column in ((harmful, hit), (benign, false_alarm)):
+                    rows.append(pd.DataFrame({"arm": arm, "judge": judge, "source": source, "prompt": part.prompt,
+                                              "harmful": part.harmful, "refused": part[column].astype(bool)}))
+    return pd.concat(rows, ignore_index=True)

@@ -2,6 +2,7 @@ import argparse
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reprank import cli, evaluate, evaluate_command, models
@@ -186,3 +187,26 @@ def test_evaluate_command_on_a_text_file(tmp_path, default_model, capsys):
     capsys.readouterr()
     assert cli.main(["evaluate", "--prompts", str(prompts), "--output", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"reprank: error: {out} exists and is not an empty folder; evaluate never overwrites: pick a new --output"
+
+
+def test_answer_table_gives_each_source_its_harmful_prompts_and_every_benign_one():
+    from reprank import discrimination
+
+    def judged(refuses):  # refuses: prompt -> (phrase refusal, classifier refusal)
+        frame = pd.DataFrame({"prompt": list(refuses), "response": "r", "harmful": [not p.startswith("b") for p in refuses],
+                              "refusal_phrase": [v[0] for v in refuses.values()],
+                              "refusal_classifier": [v[1] for v in refuses.values()], "degenerate": False})
+        frame["safe"] = frame.harmful & frame.refusal_phrase & ~frame.degenerate
+        frame["over_refusal"] = ~frame.harmful & frame.refusal_phrase
+        return frame
+
+    answers = {"untuned": judged({"h1": (0, 0), "h2": (0, 1), "x1": (1, 1), "b1": (0, 0), "b2": (0, 0)}),
+               "dpo": judged({"h1": (1, 1), "h2": (1, 1), "x1": (1, 0), "b1": (1, 0), "b2": (0, 0)})}
+    table = evaluate.answer_table(answers, {"test split": ["h1", "h2"], "held-out source": ["x1"]})
+    assert len(table) == 2 * 2 * (2 + 2 + 1 + 2)  # arms x judges x (harmful + benign of each source)
+    rates = discrimination.rates(table).set_index(["arm", "judge", "source"])
+    assert rates.loc[("dpo", "phrase", "test split"), "safe_rate"] == 1.0
+    assert rates.loc[("dpo", "phrase", "test split"), "over_refusal_rate"] == 0.5
+    assert rates.loc[("dpo", "classifier", "held-out source"), "safe_rate"] == 0.0
+    assert rates.loc[("untuned", "classifier", "test split"), "safe_rate"] == 0.5
+    assert rates.loc[("untuned", "phrase", "held-out source"), "n_benign"] == 2

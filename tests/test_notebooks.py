@@ -9,6 +9,7 @@ A failed execution keeps the partly executed notebook in the test's temporary fo
 import json
 import re
 
+import pandas as pd
 import pytest
 
 from reprank import registry, rerank, runner, runs, student
@@ -17,7 +18,7 @@ from reprank.lesson import step_parameters
 pytestmark = pytest.mark.notebook
 
 SMALL = {"n_harmful": 24, "n_benign": 24, "n_human": 160, "max_new_tokens": 32, "max_response_tokens": 48,
-         "rm_epochs": 20, "seed": 0, "use_reference_solutions": True}
+         "rm_epochs": 20, "seed": 0, "use_reference_solutions": True, "sample_max_new_tokens": 32}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_notebook_01_probes_find_safety(run_dir, release):
 
 
 SMALL_RERANK = {"n_rerank_harmful": 10, "n_rerank_benign": 10, "samples_per_prompt": 4,
-                "sample_max_new_tokens": 32, "shift_train_steps": 3, "shift_prompts": 6}
+                "shift_train_steps": 3, "shift_prompts": 6, "diagnose_prompts": 4}
 
 
 def test_notebook_02_confidence_finds_flipped_labels(run_dir):
@@ -113,6 +114,17 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
     # The reward ranks the written refusal first for harmful prompts (a shuffled RM: ~1 in 5; notebook 03 stops
     # below the minimum, and tests/test_rerank.py shows that a shuffled RM is stopped).
     assert metrics["ranking_check"]["refusal_first_harmful"] >= rerank.RANKING_MINIMUM
+    assert rerank.ranking_failures(metrics["ranking_check"]) == []  # benign pools too: refusal last, not first
+    # What the benign pairs teach is counted, and a reward that ranks the refusal last makes most of them
+    # "answer > refusal".
+    kinds = metrics["benign_pairs"]
+    assert sum(kinds[k] for k in ("answer > refusal", "answer > answer", "refusal > answer")) == \
+        metrics["pairs_by_source"]["rerank_benign"]
+    assert kinds["answer > refusal"] > kinds["refusal > answer"]
+    # The reward read on four decodings of a few benign prompts, each against the pool's written refusal.
+    assert len(metrics["reward_by_decoding"]) == 5
+    assert all(0 <= row["share above the refusal"] <= 1 for name, row in metrics["reward_by_decoding"].items()
+               if name != "the written refusal")
     assert metrics["samples_per_second"] > 0 and metrics["pairs_per_second_scoring"] > 0
     shift = metrics["distribution_shift"]
     assert -1 <= shift["rank_correlation_same_candidates"] <= 1
@@ -155,14 +167,21 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     # The off-policy comparison (its training run and its pairs' shift diagnostic) is off here and by default:
     # profiles/sweeps/cpu-baselines.yaml and `make run PROFILE=smoke` run it.
     assert metrics["offpolicy_shift"] is None
-    # Every "higher / lower / no difference" the notebook prints follows from the intervals.
+    # Every verdict the notebook prints is its paired interval read against zero.
+    assert metrics["comparisons"] and metrics["eval_split"] == "test"
     for claim, verdict in metrics["comparisons"].items():
-        main, rest = claim.split(" vs ")
-        other, set_name, key = rest.split(", ")
-        a, b = results[main][set_name], results[other][set_name]
-        expected = ("higher" if a[f"{key}_low"] > b[f"{key}_high"] else
-                    "lower" if a[f"{key}_high"] < b[f"{key}_low"] else "no difference")
-        assert verdict == expected, claim
+        word, interval = verdict.split(" [")
+        low, high = (float(x) for x in interval.split("]")[0].split(", "))
+        assert word == ("higher" if low > 0 else "lower" if high < 0 else "no difference"), claim
+    # Discrimination: d' per run, judge and source, with paired intervals against the untuned model.
+    rows = pd.DataFrame(metrics["discrimination"])
+    assert set(rows.judge) == {"phrase", "classifier"} and set(rows.source) == {"test split", "held-out source"}
+    assert (rows.dprime_low <= rows.dprime).all() and (rows.dprime <= rows.dprime_high).all()
+    assert (rows[rows.arm == "untuned"].dprime_diff == 0).all()
+    # Over-refusal stays bounded by both judges, not by the phrase judge alone.
+    for name in ("dpo", "paper"):
+        for key in ("over_refusal_rate", "over_refusal_rate_classifier"):
+            assert test[name][key] <= max(0.5, test["untuned"][key] + 0.3), (name, key)
     assert set(results) == {"untuned", "dpo", "paper", "ablation: max_steps=2"}
     # The main method was judged during training too; every run has a training curve.
     assert [row["step"] for row in metrics["main_method_by_step"]] == [4]
@@ -171,7 +190,7 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     assert metrics["compute"]["paper"]["data FLOPs"] > 0
     assert {row["config"] for row in metrics["compute_ratios"]["projection"]} >= {"this run"}
     assert metrics["compute"]["paper"]["training FLOPs"] > 0
-    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_compute"):
+    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination", "04_compute"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "paper" / "adapter_config.json").is_file()
     # Trained on notebook 03's saved pairs, with 03's sampling settings.
