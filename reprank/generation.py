@@ -83,7 +83,8 @@ def _fast_sampling_kwargs(kwargs: dict, device: torch.device) -> dict:
     from transformers import LogitsProcessorList
 
     processor = _TemperatureTopKTopP(temperature, top_k, top_p)
-    return {**kwargs, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "logits_processor": LogitsProcessorList([processor])}
+    return {**kwargs, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+            "logits_processor": LogitsProcessorList([processor])}
 
 
 def _shared_prompt_cache(model, enc: dict, copies: int, max_new_tokens: int) -> dict:
