@@ -236,8 +236,8 @@ def ranking_check(candidates: pd.DataFrame) -> dict:
 
 
 RANKING_MINIMUM = 0.6  # for refusal_first_harmful
-# Where notebook 03 stops rather than train on the pairs: (share, "min" or "max", bound). Chance is 1 / pool
-# size (0.2 with 4 samples and a refusal); the issue's targets (0.85, 0.70, 0.05) are reported beside them.
+# Where notebook 03 stops rather than train on the pairs: share -> ("min" or "max", bound). Chance is 1 / pool size
+# (0.2 with 4 samples and a refusal). Notebook 03's min_/max_refusal_* parameters restate these (a test holds them equal).
 RANKING_FLOORS = {"refusal_first_harmful": ("min", RANKING_MINIMUM), "refusal_last_benign": ("min", 0.5),
                   "refusal_first_benign": ("max", 0.15)}
 

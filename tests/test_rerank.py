@@ -121,3 +121,14 @@ def test_ks_distance_and_pair_costs():
     assert rerank.ks_distance([0.0, 1.0, 1.0, 2.0], [1.0, 1.0, 3.0]) == pytest.approx(1 / 3)
     assert rerank.pair_costs(2.0, 4e9, 10, 4) == {"items_per_second": 5.0, "seconds_per_pair": 0.5, "gflop_per_pair": 1.0}
     assert rerank.pair_costs(0.0, 4e9, 10, 0) == {"items_per_second": None, "seconds_per_pair": None, "gflop_per_pair": None}
+
+
+def test_notebook_03_floor_parameters_are_the_packages_floors():
+    from reprank import parameters, runner
+
+    notebook = next(nb for nb in runner.list_notebooks() if nb.name.startswith("03"))
+    defaults = parameters.parameter_defaults(notebook)
+    declared = {"refusal_first_harmful": ("min", defaults["min_refusal_first_harmful"]),
+                "refusal_last_benign": ("min", defaults["min_refusal_last_benign"]),
+                "refusal_first_benign": ("max", defaults["max_refusal_first_benign"])}
+    assert declared == rerank.RANKING_FLOORS
