@@ -30,7 +30,8 @@ from reprank.reward import HybridRewardModel
 # trained jointly (a copy: the caller's RM is left as it was). "confidence_policy": the same with the RM frozen.
 # "paper_pair": as "paper", but each pair its own p = sigmoid((s_c - s_r) / tau), no 0.5 floor (issue 11).
 # "confidence": p offline, stored with each pair by notebook 03 (from the RM that built the ranking).
-METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy", "paper", "paper_pair")
+METHODS = ("dpo", "dpo_smoothing", "ipo", "confidence", "confidence_policy", "paper", "paper_pair", "paper_replay",
+           "nll_only")
 POLICY_METHODS = ("confidence_policy", "paper", "paper_pair")  # p from the current policy's states: need an RM
 
 
@@ -129,7 +130,10 @@ def make_trainer(
     train_reward_model: bool = False,
     alpha: float = 7.5,
     tau: float = 1.0,
-    flip_window: int = 8,
+    confidence_schedule=None,
+    pair_observers=None,
+    reward_trainable: str = "all",
+    score_offset: float = 0.0,
     eval_pairs: Dataset | None = None,
     callbacks: list | None = None,
     optimizers: tuple = (None, None),
@@ -141,8 +145,11 @@ def make_trainer(
     ``_UntunedReference``). ``optimizers``: Trainer's ``(optimizer, lr_scheduler)``, to share one across trainers
     (``shared_optimizer``); ``(None, None)`` lets Trainer make them for this run.
     ``alpha`` sharpens the batch p of ``paper`` / ``confidence_policy``; ``tau`` scales the per-pair p of
-    ``paper_pair`` (notebook 02 fits one on the same reward scale). Pairs with a boolean ``flipped`` column
-    (``noise.flip_labels``) get the flip-detection metrics, pooled over ``flip_window`` batches.
+    ``paper_pair`` (notebook 02 fits one on the same reward scale). ``paper_replay`` trains with one given p per
+    step (``confidence_schedule``, e.g. a ``paper`` run's logged ``confidence/mean``, permuted or in order): the
+    paper's p values without their content. ``nll_only`` keeps the config's NLL term and weighs the preference
+    term 0. ``reward_trainable`` ("all" / "gate") and ``score_offset`` are variants of ``paper`` (see
+    ``conservative``). Pairs with a boolean ``flipped`` column reach ``pair_observers`` (``noise.FlipDetection``).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -158,7 +165,13 @@ def make_trainer(
         "paper": ("policy", 1.0),
         "paper_pair": ("policy", 1.0),
         "dpo_smoothing": ("constant", None),
+        "paper_replay": ("schedule", 1.0),
+        "nll_only": ("none", 1.0),
     }[method]
+    if method == "nll_only":
+        if "sft" not in config.loss_type:
+            raise ValueError("method='nll_only' needs an NLL term: build the config with nll_weight > 0.")
+        config.loss_weights = [0.0 if t == "sigmoid" else w for t, w in zip(config.loss_type, config.loss_weights)]
     if method == "dpo_smoothing":
         epsilon = config.label_smoothing if epsilon is None else epsilon
         if not 0.0 < epsilon < 0.5:
@@ -194,7 +207,10 @@ def make_trainer(
         alpha=alpha,
         confidence_form="pair" if method == "paper_pair" else "batch",
         tau=tau,
-        flip_window=flip_window,
+        confidence_schedule=confidence_schedule,
+        pair_observers=pair_observers,
+        reward_trainable=reward_trainable,
+        score_offset=score_offset,
         callbacks=[*(callbacks or []), _UntunedReference(model)] if isinstance(model, PeftModel) else callbacks,
         optimizers=optimizers,
     )

@@ -24,7 +24,15 @@ Where ``p`` comes from (``confidence_source``):
   ``"paper_pair"``: a pair the current reward orders the other way gets p < 0.5 and is pulled the other way).
   With ``train_reward_model=True`` the reward model is also trained on those states with
   ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01, weight decay 0.01), as in the authors' code;
+* ``"schedule"``: one given value per training step (``confidence_schedule``, read at ``global_step``): a p
+  replayed from another run's log, the control that has the paper's p values but not their content
+  (``align`` method ``"paper_replay"``);
 * ``"none"``: ``p = 1``, i.e. TRL's loss untouched (any TRL loss type, e.g. IPO).
+
+Two variants of the paper's p (issue 20: the authors' code differs from the text): ``reward_trainable="gate"``
+trains only the gate of the jointly trained reward model (in the authors' released code the per-layer scorers are
+not parameters of the module, so only its layer-mixing matrix trains), and ``score_offset`` shifts every score
+before the sigmoids of the batch p (to put p in the regime of the authors' stored scores, mean -1.98).
 
 An NLL term on the chosen answers composes through TRL's own ``"sft"`` loss type: ``loss_type=["sigmoid",
 "sft"]`` with ``loss_weights=[1, w]`` (``align.dpo_config(nll_weight=w)`` sets both). TRL computes it from the same
@@ -33,10 +41,11 @@ forward, so nothing here has to know about it.
 Logged per step beside TRL's metrics (averaged over the pairs of the step): ``confidence/mean``; with a
 confidence, ``confidence/at_floor``, the share of pairs with p <= 0.5 (neutral, or for ``"pair"`` reversed; a
 batch p makes it 0 or 1), and ``loss/dpo``, ``loss/conservative``; with ``"policy"``, ``reward_model/disagreement``
-(pairs the current-state reward orders against the stored label) and, when trained, ``reward_model/loss``. When the
-pairs carry a boolean ``flipped`` column (``noise.flip_labels``): ``confidence/mean_flipped``,
-``confidence/mean_clean`` (steps whose batch holds such pairs) and ``confidence/flip_auroc``, the AUROC of ``1 - p``
-for the flipped pairs over the last ``flip_window`` batches (``noise.FlipDetectionWindow``).
+(pairs the current-state reward orders against the stored label), ``reward_model/score_chosen`` and
+``reward_model/score_rejected`` (the mean raw scores s_c and s_r, to tell a reward whose scale drifts from one that
+disagrees) and, when trained, ``reward_model/loss``. When the pairs carry a boolean ``flipped`` column
+(``noise.flip_labels``), each of ``pair_observers`` (callables ``(p, flipped) -> {metric: value}``, one per train
+and eval mode, e.g. ``noise.FlipDetection``) adds its metrics: the trainer itself knows nothing of the noise study.
 """
 
 from __future__ import annotations
@@ -49,10 +58,10 @@ from trl import DPOTrainer
 
 from reprank.dpo_loss import chosen_nll, conservative_dpo_loss, dpo_margin, sequence_log_probs  # noqa: F401
 from reprank.extraction import transformer_body
-from reprank.noise import FlipDetectionWindow
 from reprank.reward import HybridRewardModel, margin_bt_loss
 
-CONFIDENCE_SOURCES = ("column", "constant", "policy", "none")
+CONFIDENCE_SOURCES = ("column", "constant", "policy", "schedule", "none")
+REWARD_TRAINABLE = ("all", "gate")  # what the jointly trained reward model updates
 CONFIDENCE_FORMS = ("batch", "pair")  # of the "policy" source: the paper's batch p, or a per-pair p without floor
 PAIR_COLUMNS = ("confidence", "flipped")  # per-pair dataset columns that reach _compute_loss
 
@@ -125,8 +134,11 @@ class ConfidenceDPOTrainer(DPOTrainer):
         alpha: float = 7.5,
         confidence_form: str = "batch",
         tau: float = 1.0,
-        flip_window: int = 8,
+        confidence_schedule=None,
+        pair_observers=None,
         train_reward_model: bool = False,
+        reward_trainable: str = "all",
+        score_offset: float = 0.0,
         reward_lr: float = 0.01,
         reward_weight_decay: float = 0.01,
         reward_margin: float = 1.0,
@@ -141,11 +153,18 @@ class ConfidenceDPOTrainer(DPOTrainer):
         if confidence_form not in CONFIDENCE_FORMS or tau <= 0:
             raise ValueError(f"confidence_form must be one of {CONFIDENCE_FORMS} and tau > 0; "
                              f"got {confidence_form!r}, tau={tau}")
+        if confidence_source == "schedule" and not confidence_schedule:
+            raise ValueError("confidence_source='schedule' needs confidence_schedule: one p per training step.")
+        if reward_trainable not in REWARD_TRAINABLE:
+            raise ValueError(f"reward_trainable must be one of {REWARD_TRAINABLE}; got {reward_trainable!r}")
         super().__init__(model, *args, **kwargs)
         self.confidence_source = confidence_source
+        self.confidence_schedule = None if confidence_schedule is None else [float(v) for v in confidence_schedule]
+        self.score_offset = float(score_offset)
         self.confidence_value = confidence_value
         self.alpha, self.confidence_form, self.tau = alpha, confidence_form, tau
-        self._flip_windows = {mode: FlipDetectionWindow(flip_window) for mode in ("train", "eval")}
+        # One observer per mode: a windowed statistic must not mix training and evaluation batches.
+        self._pair_observers = {mode: [make() for make in (pair_observers or [])] for mode in ("train", "eval")}
         if confidence_source != "none":
             # The correction is exact only for TRL's plain DPO margin: the sum of token log-ratios, reverse KL.
             unsupported = {
@@ -161,11 +180,13 @@ class ConfidenceDPOTrainer(DPOTrainer):
         self.reward_model = self.reward_optimizer = None
         if reward_model is not None:
             self.reward_model = reward_model.to(self.accelerator.device)
-            self.reward_model.requires_grad_(train_reward_model)
+            self.reward_model.requires_grad_(False)
             if train_reward_model:
-                self.reward_optimizer = torch.optim.Adam(
-                    self.reward_model.parameters(), lr=reward_lr, weight_decay=reward_weight_decay
-                )
+                trained = [self.reward_model.gate.weight] if reward_trainable == "gate" \
+                    else list(self.reward_model.parameters())
+                for parameter in trained:
+                    parameter.requires_grad_(True)
+                self.reward_optimizer = torch.optim.Adam(trained, lr=reward_lr, weight_decay=reward_weight_decay)
             self.reward_margin = reward_margin
 
     def _set_signature_columns_if_needed(self):
@@ -199,10 +220,13 @@ class ConfidenceDPOTrainer(DPOTrainer):
             p = column.to(z)
         elif self.confidence_source == "constant":
             p = torch.full_like(z, self.confidence_value)
+        elif self.confidence_source == "schedule":
+            schedule = self.confidence_schedule
+            p = torch.full_like(z, schedule[min(self.state.global_step, len(schedule) - 1)])
         else:
             p = self._policy_confidence(bodies[0].hidden_states, inputs, mode).expand_as(z)
         if flipped is not None:
-            self._log_flip_detection(p.detach(), flipped, mode)
+            self._observe_pairs(p.detach(), flipped, mode)
         sigmoid_weight = self.loss_weights[self.loss_types.index("sigmoid")]
         loss = loss + sigmoid_weight * ((1 - p) * self.beta * z).mean()
 
@@ -228,15 +252,12 @@ class ConfidenceDPOTrainer(DPOTrainer):
         (chosen, rejected), (ref_chosen, ref_rejected) = logps[0].chunk(2), ref.chunk(2)  # [chosen; rejected] rows
         return dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
 
-    def _log_flip_detection(self, p, flipped, mode) -> None:
-        """Mean p of the flipped and of the clean pairs, and the windowed AUROC of ``1 - p`` for the flipped."""
-        flipped = flipped.to(p.device).bool()
-        for name, rows in (("flipped", flipped), ("clean", ~flipped)):
-            if rows.any():
-                self._metrics[mode][f"confidence/mean_{name}"].append(p[rows].mean().item())
-        auroc = self._flip_windows[mode].update(p.float().cpu().numpy(), flipped.cpu().numpy())
-        if auroc is not None:  # logged only once the window holds both kinds
-            self._metrics[mode]["confidence/flip_auroc"].append(auroc)
+    def _observe_pairs(self, p, flipped, mode) -> None:
+        """Hand each pair's p and flip flag to the pair observers; log what they return."""
+        p, flipped = p.float().cpu().numpy(), flipped.bool().cpu().numpy()
+        for observer in self._pair_observers[mode]:
+            for name, value in observer(p, flipped).items():
+                self._metrics[mode][name].append(value)
 
     def _policy_confidence(self, hidden_states, inputs, mode) -> torch.Tensor:
         """p from the reward model's scores of the policy's own end-token states: the paper's one p per batch,
@@ -248,6 +269,8 @@ class ConfidenceDPOTrainer(DPOTrainer):
         states = torch.stack([hidden_states[layer][rows, ends] for layer in rm.layers], dim=1).detach().float()
         scores = rm(states)
         chosen, rejected = scores.chunk(2)
+        self._metrics[mode]["reward_model/score_chosen"].append(chosen.mean().item())
+        self._metrics[mode]["reward_model/score_rejected"].append(rejected.mean().item())
         if self.reward_optimizer is not None and mode == "train":
             rm_loss = margin_bt_loss(chosen, rejected, self.reward_margin)
             self.reward_optimizer.zero_grad()
@@ -258,7 +281,8 @@ class ConfidenceDPOTrainer(DPOTrainer):
         if self.confidence_form == "pair":
             p = torch.sigmoid((chosen - rejected) / self.tau)
         else:
-            gap = torch.sigmoid(chosen).mean() - torch.sigmoid(rejected).mean()
+            offset = self.score_offset  # 0 in the paper's formula; see the module docstring
+            gap = torch.sigmoid(chosen + offset).mean() - torch.sigmoid(rejected + offset).mean()
             p = torch.sigmoid(self.alpha * gap).clamp(min=0.5)
         # Per step: the share of pairs the current-state reward orders against the stored label.
         self._metrics[mode]["reward_model/disagreement"].append((chosen <= rejected).float().mean().item())

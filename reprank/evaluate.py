@@ -219,6 +219,7 @@ class EvaluateDuringTraining:
         self.tokenizer, self.harmful, self.benign = tokenizer, list(harmful_prompts), list(benign_prompts)
         self.classifier, self.at_steps, self.max_new_tokens, self.seed = classifier, set(at_steps), max_new_tokens, seed
         self.summaries: list[dict] = []
+        self.answers: dict[int, pd.DataFrame] = {}  # step -> the judged answers (for paired comparisons)
         outer = self
 
         class _Callback(TrainerCallback):
@@ -232,12 +233,13 @@ class EvaluateDuringTraining:
         rng_state, was_training = torch.get_rng_state(), model.training
         model.eval()
         try:
-            _, summary = evaluate_model(model, self.tokenizer, self.harmful, self.benign, classifier=self.classifier,
+            judged, summary = evaluate_model(model, self.tokenizer, self.harmful, self.benign, classifier=self.classifier,
                                         max_new_tokens=self.max_new_tokens, seed=self.seed, progress=False)
         finally:
             torch.set_rng_state(rng_state)
             model.train(was_training)
         self.summaries.append({"step": step, **summary})
+        self.answers[step] = judged
 
 
 # What counts as a refusal for each judge, on harmful and on benign prompts: the same rules as ``summarize``.

@@ -109,3 +109,27 @@ class FlipDetectionWindow:
         if flags.all() or not flags.any():
             return None
         return detection_auroc(np.concatenate([c for c, _ in self._recent]), flags)
+
+
+class FlipDetection:
+    """A pair observer for ``ConfidenceDPOTrainer(pair_observers=[FlipDetection])`` (one instance per mode):
+    each batch's mean p of the flipped and of the clean pairs (``confidence/mean_flipped``,
+    ``confidence/mean_clean``, when the batch holds that kind) and ``confidence/flip_auroc``, the AUROC of
+    ``1 - p`` for the flipped pairs over the last ``batches`` batches (``FlipDetectionWindow``)."""
+
+    def __init__(self, batches: int = 8):
+        self.window = FlipDetectionWindow(batches)
+
+    @classmethod
+    def every(cls, batches: int = 8):
+        """A factory the trainer calls once per mode."""
+        return lambda: cls(batches)
+
+    def __call__(self, p, flipped) -> dict:
+        p, flipped = np.asarray(p, dtype=float), np.asarray(flipped, dtype=bool)
+        logged = {f"confidence/mean_{name}": float(p[rows].mean())
+                  for name, rows in (("flipped", flipped), ("clean", ~flipped)) if rows.any()}
+        auroc = self.window.update(p, flipped)
+        if auroc is not None:  # logged only once the window holds both kinds
+            logged["confidence/flip_auroc"] = auroc
+        return logged

@@ -9,7 +9,7 @@ from datasets import Dataset
 from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
-from reprank import align
+from reprank import align, noise
 from reprank.extraction import extract_hidden_states
 from reprank.models import bf16_supported, model_device
 from reprank.reward import train_hybrid_reward_model
@@ -192,7 +192,7 @@ def test_two_steps_of_each_method_move_the_lora_weights(tokenizer, tmp_path, rew
     model = tiny_model(tokenizer)
     trainer = align.make_trainer(
         model, tokenizer, pairs([1.0, 0.5, 0.8, 0.9]), method=method, reward_model=reward_model,
-        epsilon=0.1, config=config(tmp_path),
+        epsilon=0.1, confidence_schedule=[0.8, 0.6], config=config(tmp_path, nll_weight=0.5),
     )
     before = lora_weights(trainer.model)
     assert before and all("lm_head" not in name for name in before)
@@ -204,7 +204,7 @@ def test_two_steps_of_each_method_move_the_lora_weights(tokenizer, tmp_path, rew
     low = 0.0 if method == "paper_pair" else 0.5  # the per-pair p has no floor
     assert all(low <= row["confidence/mean"] <= 1.0 for row in logged)
     if method == "ipo":
-        assert trainer.loss_types == ["ipo"]
+        assert trainer.loss_types == ["ipo", "sft"]  # the NLL term kept with its weight
 
 
 def test_paper_pair_gives_each_pair_its_own_p_below_half_too_and_it_reaches_the_loss(tokenizer, tmp_path, reward_model):
@@ -242,7 +242,7 @@ def flipped_pairs(confidence=None):
 
 def test_flipped_column_reaches_the_loss_and_logs_detection(tokenizer, tmp_path):
     trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, flipped_pairs([0.2, 0.9, 0.8, 0.4]),
-                                 config=config(tmp_path))
+                                 pair_observers=[noise.FlipDetection.every()], config=config(tmp_path))
     collated = next(iter(trainer.get_train_dataloader()))
     assert collated["flipped"].dtype == torch.bool and collated["flipped"].sum() == 2
     trainer._compute_loss(trainer.model, fixed_batch(trainer))
@@ -256,7 +256,8 @@ def test_flipped_column_reaches_the_loss_and_logs_detection(tokenizer, tmp_path)
 @pytest.mark.parametrize("method", ["paper", "paper_pair", "dpo"])
 def test_noisy_runs_log_flip_detection_per_step(tokenizer, tmp_path, reward_model, method):
     trainer, _ = align.train_dpo(tiny_model(tokenizer), tokenizer, flipped_pairs(), method=method,
-                                 reward_model=reward_model, config=config(tmp_path))
+                                 reward_model=reward_model, pair_observers=[noise.FlipDetection.every()],
+                                 config=config(tmp_path))
     logged = [row for row in trainer.state.log_history if "loss" in row]
     assert len(logged) == 2
     if method == "dpo":  # p = 1 for every pair: nothing to detect with, nothing logged
@@ -335,3 +336,76 @@ def test_fp16_lora_dpo_steps_with_a_gradient_scaler(tokenizer, tmp_path):
     trainer = half_precision_steps(tokenizer, tmp_path, bf16=False, fp16=True)
     assert trainer.accelerator.mixed_precision == "fp16"
     assert trainer.accelerator.scaler is not None  # fp16 gradients are scaled, then unscaled before the step
+
+
+def test_the_paper_method_trains_with_the_p_it_logs(tokenizer, tmp_path, reward_model):
+    """The loss of a batch whose p < 1 is the conservative formula at the logged p, not DPO's (p = 1)."""
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="paper", reward_model=reward_model,
+                                 alpha=1.0, config=config(tmp_path, beta=1.0))
+    perturb_lora(trainer.model, scale=0.05)
+    batch = fixed_batch(trainer)
+    z = hand_margin(trainer, batch).cpu()
+    loss = trainer._compute_loss(trainer.model, batch).cpu()
+    p = trainer._metrics["train"]["confidence/mean"][-1]
+    assert 0.5 < p < 0.74  # alpha 1: p = sigmoid(gap), |gap| <= 1
+    expected = align.conservative_dpo_loss(z, torch.full_like(z, p), trainer.beta)
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+    assert abs(loss - align.conservative_dpo_loss(z, torch.ones_like(z), trainer.beta)) > 1e-3  # p = 1 would differ
+
+
+def test_the_paper_methods_batch_p_is_floored_at_half(tokenizer, tmp_path, reward_model):
+    """Pairs the reward ranks backwards: unfloored, p would be ~0; the paper's p stops at 0.5."""
+    swapped = Dataset.from_dict({"prompt": PROMPTS, "chosen": REJECTED, "rejected": CHOSEN})
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, swapped, method="paper", reward_model=reward_model,
+                                 alpha=1e6, config=config(tmp_path, beta=1.0))
+    perturb_lora(trainer.model, scale=0.05)
+    batch = fixed_batch(trainer)
+    z = hand_margin(trainer, batch).cpu()
+    loss = trainer._compute_loss(trainer.model, batch).cpu()
+    logged = trainer._metrics["train"]
+    assert logged["reward_model/score_chosen"][-1] < logged["reward_model/score_rejected"][-1]  # ranked backwards
+    assert logged["confidence/mean"][-1] == 0.5 and logged["confidence/at_floor"][-1] == 1.0
+    torch.testing.assert_close(loss, align.conservative_dpo_loss(z, torch.full_like(z, 0.5), trainer.beta),
+                               rtol=1e-4, atol=1e-5)
+    assert abs(loss - align.conservative_dpo_loss(z, torch.zeros_like(z), trainer.beta)) > 1e-3  # p = 0 differs
+
+
+def test_paper_replay_trains_step_k_with_the_kth_p(tokenizer, tmp_path):
+    schedule = [0.9, 0.6]
+    trainer, _ = align.train_dpo(tiny_model(tokenizer), tokenizer, pairs(), method="paper_replay",
+                                 confidence_schedule=schedule, config=config(tmp_path))
+    logged = [row["confidence/mean"] for row in trainer.state.log_history if "confidence/mean" in row]
+    assert logged == pytest.approx(schedule)
+    with pytest.raises(ValueError, match="confidence_schedule"):
+        align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="paper_replay", config=config(tmp_path))
+
+
+def test_nll_only_weighs_the_preference_term_zero(tokenizer, tmp_path):
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="nll_only",
+                                 config=config(tmp_path, nll_weight=1.0))
+    assert trainer.loss_types == ["sigmoid", "sft"] and list(trainer.loss_weights) == [0.0, 1.0]
+    perturb_lora(trainer.model, scale=0.05)
+    batch = fixed_batch(trainer)
+    nll_only = trainer._compute_loss(trainer.model, batch)
+    sft = align.make_trainer(trainer.model, tokenizer, pairs(), method="dpo",
+                             config=config(tmp_path / "sft", nll_weight=1.0))
+    sft.loss_types, sft.loss_weights = ["sft"], [1.0]
+    torch.testing.assert_close(nll_only, DPOTrainer._compute_loss(sft, sft.model, batch, False), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="nll_weight"):
+        align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="nll_only",
+                           config=config(tmp_path, nll_weight=0.0))
+
+
+def test_gate_only_joint_training_leaves_the_probes_and_an_offset_moves_p(tokenizer, tmp_path, reward_model):
+    trainer, _ = align.train_dpo(tiny_model(tokenizer), tokenizer, pairs(), method="paper", reward_model=reward_model,
+                                 reward_trainable="gate", config=config(tmp_path))
+    rm = trainer.reward_model
+    assert torch.equal(rm.probe_weight.cpu(), reward_model.probe_weight.cpu())
+    assert not torch.equal(rm.gate.weight.cpu(), reward_model.gate.weight.cpu())
+    p = {}
+    for offset in (0.0, -4.0):
+        trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs(), method="paper", alpha=1.0,
+                                     reward_model=reward_model, score_offset=offset, config=config(tmp_path / str(offset)))
+        trainer._compute_loss(trainer.model, fixed_batch(trainer))
+        p[offset] = trainer._metrics["train"]["confidence/mean"][-1]
+    assert p[0.0] != pytest.approx(p[-4.0])  # the sigmoids of shifted scores give another gap
