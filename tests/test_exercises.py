@@ -1,10 +1,23 @@
-"""The exercise checkers accept the reference answers and reject wrong or unfinished ones."""
+"""The exercise checkers accept the reference answers and reject wrong or unfinished ones, for the right reasons."""
 
+import ast
+import functools
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reprank import exercises
 from reprank.exercises import ex01, ex02, ex03, ex04, ex05
+from reprank.exercises.cells import exercise_blocks
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+# The exercises whose output is trained through: their checkers compare gradients with the reference's.
+TRAINED_THROUGH = {"01.4", "01.5", "04.3", "04.4", "04.5", "04.6", "04.7"}
 
 
 def unfinished(*args):
@@ -13,17 +26,55 @@ def unfinished(*args):
 
 @pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
 def test_reference_passes_its_own_cases(exercise):
+    # Cases with an expected value worked out by hand or by numpy / scipy / sklearn hold the reference to it too.
     assert exercises.run_cases(exercise, exercise.reference)
 
 
-WRONG = [(exercise_id, index, answer) for module in (ex01, ex02, ex03, ex04, ex05)
-         for exercise_id, answers in module.WRONG_ANSWERS.items() for index, answer in enumerate(answers)]
+@pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
+def test_every_exercise_has_an_expected_value_not_taken_from_the_reference(exercise):
+    independent = [case.name for case in exercise.cases() if case.independent and case.raises is None]
+    assert independent, f"exercise {exercise.id}: no case with an expected value of its own"
 
 
-@pytest.mark.parametrize("exercise_id, index, answer", WRONG, ids=[f"{e}-{i}" for e, i, _ in WRONG])
-def test_checker_rejects_a_wrong_answer(exercise_id, index, answer):
-    with pytest.raises(exercises.ExerciseWrong, match=exercise_id):
+def test_the_exercises_trained_through_check_gradients():
+    trained = {e.id for e in exercises.all_exercises()} & TRAINED_THROUGH
+    assert trained >= {"01.4", "01.5", "04.3", "04.5", "04.6"}
+    assert {e for e in trained if not exercises.get(e).gradients} == set()
+
+
+def _unchained(error: BaseException) -> bool:
+    return error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def _entries(module):
+    for exercise_id, answers in module.WRONG_ANSWERS.items():
+        for index, entry in enumerate(answers):
+            answer, because = entry if isinstance(entry, tuple) else (entry, None)
+            yield exercise_id, index, answer, because
+
+
+WRONG = [entry for module in (ex01, ex02, ex03, ex04, ex05) for entry in _entries(module)]
+
+
+@pytest.mark.parametrize("exercise_id, index, answer, because", WRONG, ids=[f"{e}-{i}" for e, i, _, _ in WRONG])
+def test_checker_rejects_a_wrong_answer(exercise_id, index, answer, because):
+    with pytest.raises(exercises.ExerciseWrong, match=f"^exercise {exercise_id} ") as caught:
         exercises.check(exercise_id, answer)
+    message = str(caught.value)
+    assert "\n" not in message, "a check's message is one line"
+    assert _unchained(caught.value), "no chained traceback under the message"
+    if because:
+        assert re.search(because, message), f"rejected, but not because {because!r}: {message}"
+    # A wrong answer must not fail by crashing on how it is called (a tuple entry passed as the function).
+    assert "your function raised TypeError: 'tuple' object is not callable" not in message
+
+
+def test_every_wrong_answer_the_issue_lists_is_in_the_catalogue():
+    # Issue 23: the wrong answers the checkers used to accept; each is rejected for its own reason (above).
+    reasons = {(e, b) for e, _, _, b in WRONG if b}
+    for exercise_id, reason in [("01.1", "squeeze"), ("01.4", "gradient with respect to"), ("04.5", r"\.item\(\)"),
+                                ("02.5", "any"), ("02.6", "linspace"), ("03.5", "AFTER"), ("04.2", "touching")]:
+        assert any(e == exercise_id and reason in b for e, b in reasons), (exercise_id, reason)
 
 
 @pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
@@ -46,3 +97,114 @@ def test_a_case_that_expects_an_error_names_it():
 
     with pytest.raises(exercises.ExerciseWrong, match="expected a ValueError, your function raised ZeroDivisionError"):
         exercises.check("02.1", wrong_error)
+
+
+def test_an_error_in_the_students_function_names_its_line_in_one_line():
+    def my_end_token_state(hidden, attention_mask):
+        index = attention_mask.shape[1]  # one past the last position
+        return hidden[torch.arange(len(hidden)), index]
+
+    with pytest.raises(exercises.ExerciseWrong, match=r"raised IndexError \(line 3 of `my_end_token_state`: "
+                                                      r"`return hidden\[.*\]`\): index") as caught:
+        exercises.check("01.1", my_end_token_state)
+    assert "\n" not in str(caught.value) and _unchained(caught.value)
+
+
+@pytest.mark.parametrize("got, expected, message", [
+    (torch.zeros(3, 1, 4), torch.zeros(3, 4), r"shape \(3, 4\), got shape \(3, 1, 4\) \(as many values"),
+    (torch.zeros(4, 3), torch.zeros(3, 4), r"shape \(3, 4\), got shape \(4, 3\)"),
+    (torch.zeros(3, dtype=torch.float32), torch.zeros(3, dtype=torch.float64),
+     "dtype torch.float64, got dtype torch.float32"),
+    (0.5, torch.tensor(0.5), r"got a float 0.5000: `\.item\(\)`"),
+    (np.zeros(3), torch.zeros(3), "got a numpy array.*numpy cuts"),
+    (torch.zeros(3, dtype=torch.float64), np.zeros(3), "expected a numpy array .* got a tensor"),
+    (np.zeros(3, dtype=np.float32), np.zeros(3), "dtype float64, got dtype float32"),
+    (np.zeros((3, 1)), np.zeros(3), r"shape \(3,\), got shape \(3, 1\)"),
+    (torch.tensor(0.5), 0.5, "expected a number .*got a tensor"),
+    (np.array(0.5), 0.5, "expected a number .*got a numpy array"),
+    (2.0, 2, "expected an int"),
+    (None, 1.0, "returned None"),
+    ([(0, 3)], [(0, 3), (1, 2)], "expected 2 items"),
+    ({"a": 1.0}, {"a": 1.0, "b": 2.0}, "expected keys"),
+    (np.zeros((5, 5)), np.ones((5, 5)), r"^expected \[\[1\. 1\. \.\.\. 1\. 1\.\] \[1\. 1\. \.\.\. 1\. 1\.\] \.\.\."),
+])
+def test_results_must_have_the_exact_kind_shape_and_dtype(got, expected, message):
+    problem = exercises.same_values(got, expected)
+    assert problem and "\n" not in problem
+    assert re.search(message, problem), problem
+
+
+@pytest.mark.parametrize("got, expected", [
+    (np.float64(0.5), 0.5), (1, 1.0), (np.int64(3), 3), ([0, 3], (0, 3)), (float("nan"), float("nan")),
+    (torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7])), (None, None), ("lower", "lower"),
+])
+def test_equal_results_of_an_equivalent_kind_pass(got, expected):
+    assert exercises.same_values(got, expected) is None
+
+
+def _einsum_hybrid_reward(states, mean, std, weight, bias, gate_weight):
+    t = torch.einsum("nld,ld->nl", (states - mean) / std, weight) + bias
+    return (torch.sigmoid(torch.einsum("kl,nl->nk", gate_weight, t)) * t).sum(-1)
+
+
+def _cross_entropy_logps(logits, labels):
+    return -F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100).sum(1)
+
+
+def _cross_entropy_nll(logits, labels):
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+@pytest.mark.parametrize("exercise_id, answer", [
+    ("01.4", _einsum_hybrid_reward),
+    ("01.5", lambda c, r, m: F.softplus(-(c - r - m)).mean()),
+    ("04.3", _cross_entropy_logps),
+    ("04.5", lambda z, p, beta: (-F.logsigmoid(beta * z) + (1 - p) * beta * z).mean()),  # TRL's form
+    ("04.5", lambda z, p, beta: (p * F.softplus(-beta * z) + (1 - p) * F.softplus(beta * z)).mean()),
+    ("04.6", _cross_entropy_nll),
+], ids=["01.4-einsum", "01.5-softplus", "04.3-cross-entropy", "04.5-trl", "04.5-softplus", "04.6-cross-entropy"])
+def test_a_right_answer_written_another_way_passes_values_and_gradients(exercise_id, answer):
+    assert exercises.check(exercise_id, answer) is answer
+
+
+def test_the_reference_gradient_of_the_conservative_loss_is_the_one_by_hand():
+    # d/dz_i of mean(-p log s(beta z) - (1 - p) log s(-beta z)) = beta (s(beta z_i) - p_i) / n
+    z = torch.tensor([-3.0, 0.0, 2.0, 40.0], requires_grad=True)
+    p, beta = torch.tensor([1.0, 0.5, 0.8, 0.6]), 0.5
+    (grad,) = torch.autograd.grad(exercises.get("04.5").reference(z, p, beta), z)
+    by_hand = [beta * (1 / (1 + np.exp(-beta * zi)) - pi) / 4 for zi, pi in zip(z.tolist(), p.tolist())]
+    np.testing.assert_allclose(grad.numpy(), by_hand, rtol=1e-5, atol=1e-7)
+
+
+@functools.cache
+def _solutions(notebook: Path) -> dict:
+    """The notebook's solution defs by exercise id, executed in order in one namespace with the notebook's imports of
+    numpy, pandas, torch, scipy, sklearn and math (one exercise's solution may call an earlier one's, as 04.6 does)."""
+    nb = nbformat.read(notebook, as_version=4)
+    namespace, solutions = {}, {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                roots = {(node.module or "") if isinstance(node, ast.ImportFrom) else alias.name for alias in node.names}
+                if all(root.split(".")[0] in {"numpy", "pandas", "torch", "scipy", "sklearn", "math"} for root in roots):
+                    exec(compile(ast.Module([node], []), notebook.name, "exec"), namespace)
+    for block in exercise_blocks(notebook, nb.cells):
+        exec(compile(block.solution_def, f"{notebook.name}: solution {block.exercise.id}", "exec"), namespace)
+        solutions[block.exercise.id] = namespace[block.exercise.function]
+    return solutions
+
+
+SOLUTIONS = [(notebook, exercise_id) for notebook in NOTEBOOKS for exercise_id in _solutions(notebook)]
+
+
+@pytest.mark.parametrize("notebook, exercise_id", SOLUTIONS, ids=[e for _, e in SOLUTIONS])
+def test_the_notebooks_own_solutions_pass_their_checkers(notebook, exercise_id):
+    # The notebooks run their hidden solutions through these checkers (use_reference_solutions = True).
+    solution = _solutions(notebook)[exercise_id]
+    assert exercises.check(exercise_id, solution) is solution
