@@ -2,7 +2,8 @@
 
 The loss itself (the paper's confidence-weighted, "conservative" DPO) lives in ``reprank.conservative``;
 its names are re-exported here, so ``align.conservative_dpo_loss``, ``align.ConfidenceDPOTrainer`` etc. work.
-``dpo_config`` is the one source of the CPU training defaults (``CPU_DEFAULTS``, DPOConfig's field names).
+``dpo_config`` applies reprank's training defaults (``CPU_DEFAULTS``: ``reprank.defaults.TRAINING`` plus settings
+for a CPU, under DPOConfig's field names; the NLL weight is ``reprank.defaults.NLL_WEIGHT``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from reprank.conservative import (  # noqa: F401  (re-exported: notebooks and te
     end_positions,
     sequence_log_probs,
 )
+from reprank import defaults
 from reprank.reward import HybridRewardModel
 
 # "paper": the paper's method as the authors run it: p from the current policy's end-token states, the hybrid RM
@@ -46,19 +48,16 @@ def history_frame(trainer) -> "pd.DataFrame":
 # ----------------------------------------------------------------------------------------------- configs, entry point
 
 
-# Reprank's training defaults, under DPOConfig's own field names: the one place they live. ``dpo_config`` applies
-# them; ``reprank.launch train`` sets them as its parser's defaults, so every DPOConfig field is also a flag.
+# Reprank's training defaults, under DPOConfig's own field names: reprank.defaults.TRAINING (learning rate, beta,
+# max_length, batch, steps, seed) and how to run on a CPU. ``dpo_config`` applies them; ``reprank.launch train``
+# sets them as its parser's defaults, so every DPOConfig field is also a flag.
 CPU_DEFAULTS = dict(
     bf16=False,  # fp32 on a CPU (TRL's DPOConfig would default to bf16)
     fp16=False,
     # TRL defaults gradient checkpointing on; a 135M model's activations fit, and it costs a forward. Set under
     # transformers 5's name (gradient_checkpointing is its deprecated alias, mirrored from this one).
     activation_checkpointing=False,
-    learning_rate=5e-4,  # LoRA takes a larger step than full fine-tuning (TRL: 1e-6)
-    beta=0.1,
-    max_length=128,
-    per_device_train_batch_size=4,
-    max_steps=40,
+    **defaults.TRAINING,  # learning_rate, beta, max_length, per_device_train_batch_size, max_steps, seed
     # TRL runs the reference forward once per pair before training instead of once per pair per visit: the
     # reference is fixed (the model with LoRA off, online rounds included), so the loss is the same
     # (tests/test_align.py checks step 0). make_trainer turns it off for a run shorter than one pass over the
@@ -69,7 +68,6 @@ CPU_DEFAULTS = dict(
     save_strategy="no",
     report_to=[],
     dataloader_num_workers=0,
-    seed=0,
 )
 
 
@@ -78,13 +76,14 @@ def training_defaults() -> dict:
     return {**copy.deepcopy(CPU_DEFAULTS), "use_cpu": not torch.cuda.is_available()}
 
 
-def dpo_config(output_dir, *, nll_weight: float = 0.0, **overrides) -> DPOConfig:
+def dpo_config(output_dir, *, nll_weight: float = defaults.NLL_WEIGHT, **overrides) -> DPOConfig:
     """A ``DPOConfig`` with reprank's defaults (``training_defaults()``), any DPOConfig field overridable by name.
 
-    Defaults: fp32, no gradient checkpointing, lr 5e-4 (LoRA), beta 0.1, batch 4 pairs, 128 tokens, 40 steps,
-    logging every step, no checkpoints, seed 0. ``nll_weight > 0`` adds TRL's "sft" loss (mean NLL of the chosen
-    tokens) with that weight: TRL 1.16's DPOConfig has no single field for it (``rpo_alpha`` is gone), only
-    ``loss_type`` + ``loss_weights``, which this sets.
+    Defaults: fp32, no gradient checkpointing, ``reprank.defaults.TRAINING`` (lr, beta, batch, length, steps,
+    seed), logging every step, no checkpoints. ``nll_weight > 0`` (default ``reprank.defaults.NLL_WEIGHT``, as
+    in notebooks 04 and 05; 0 turns it off) adds TRL's "sft" loss (mean NLL of the chosen tokens) with that
+    weight: TRL 1.16's DPOConfig has no single field for it (``rpo_alpha`` is gone), only ``loss_type`` +
+    ``loss_weights``, which this sets.
     """
     settings = {**training_defaults(), "output_dir": str(output_dir), **overrides}
     if overrides.get("gradient_checkpointing") is not None:  # the old name, given, must not lose to our default
@@ -96,7 +95,8 @@ def dpo_config(output_dir, *, nll_weight: float = 0.0, **overrides) -> DPOConfig
     return DPOConfig(**settings)
 
 
-def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear") -> LoraConfig:
+def lora_config(r: int = defaults.LORA_R, alpha: int = defaults.LORA_ALPHA, dropout: float = defaults.LORA_DROPOUT,
+                target_modules=defaults.LORA_TARGET_MODULES) -> LoraConfig:
     """LoRA on every linear layer but the LM head (PEFT's "all-linear" leaves it out; TRL refuses it anyway)."""
     return LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
@@ -128,8 +128,8 @@ def make_trainer(
     lora: LoraConfig | None = None,
     epsilon: float | None = None,
     train_reward_model: bool = False,
-    alpha: float = 7.5,
-    tau: float = 1.0,
+    alpha: float = defaults.ALPHA,
+    tau: float = defaults.PAIR_TAU,
     confidence_schedule=None,
     pair_observers=None,
     reward_trainable: str = "all",

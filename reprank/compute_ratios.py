@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from reprank import defaults
+
 from .compute import ComputeLedger, ModelSize, dpo_training_flops, forward_flops, generation_flops, rm_flops
 
 COLUMNS = ["config", "ratio", "what it counts", "online FLOPs", "re-ranking FLOPs", "online / re-ranking"]
@@ -62,13 +64,13 @@ AUTHORS_PROMPT_TOKENS = 64  # templated prompt, mean
 AUTHORS_STEPS, AUTHORS_BATCH = 100, 16
 AUTHORS_ONLINE_ROUNDS = AUTHORS_STEPS  # online = fresh samples every step for that step's batch
 
-# Our default CPU run: profiles/cpu.yaml and align.CPU_DEFAULTS (a test checks they still agree).
+# Our default CPU run: profiles/cpu.yaml and reprank.defaults (a test checks the profile still agrees).
 SMOLLM2_135M = ModelSize(n_params=106_203_456, n_layers=30, d_model=576, vocab=49_152)  # 1.35e8 with embeddings
 OURS_PROMPTS = 48 + 48  # n_rerank_harmful + n_rerank_benign
-OURS_SAMPLES_PER_PROMPT = 4  # samples_per_prompt
-OURS_NEW_TOKENS = 48  # sample_max_new_tokens
+OURS_SAMPLES_PER_PROMPT = defaults.SAMPLES_PER_PROMPT
+OURS_NEW_TOKENS = defaults.SAMPLE_MAX_NEW_TOKENS
 OURS_PROMPT_TOKENS = 47  # mean chat-templated length of those 96 prompts on SmolLM2's tokenizer (38-106)
-OURS_STEPS, OURS_BATCH = 40, 4  # max_steps, per_device_train_batch_size
+OURS_STEPS, OURS_BATCH = defaults.MAX_STEPS, defaults.BATCH_SIZE
 OURS_ONLINE_ROUNDS = 4  # online_rounds of profiles/sweeps/cpu-baselines.yaml: 10 steps a round, as notebook 04 splits them
 
 # Ledger stage names written by notebooks 03 and 04.

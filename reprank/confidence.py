@@ -18,6 +18,8 @@ from scipy.special import log_expit
 from scipy.stats import binned_statistic
 from sklearn.metrics import roc_auc_score
 
+from reprank import defaults
+
 ArrayLike = TypeVar("ArrayLike", torch.Tensor, np.ndarray)
 
 
@@ -48,7 +50,7 @@ def _result_dtype(like) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def paper_batch_confidence(chosen_scores, rejected_scores, alpha: float = 7.5) -> torch.Tensor:
+def paper_batch_confidence(chosen_scores, rejected_scores, alpha: float = defaults.ALPHA) -> torch.Tensor:
     """The paper's confidence of one batch: ``max(sigmoid(alpha * (mean sig(s_c) - mean sig(s_r))), 0.5)``.
 
     Labels are never flipped: a batch whose reward disagrees with its labels gets p = 0.5, which makes
@@ -57,11 +59,11 @@ def paper_batch_confidence(chosen_scores, rejected_scores, alpha: float = 7.5) -
     """
     c, r = _pair(chosen_scores, rejected_scores)
     margin = torch.sigmoid(c).mean() - torch.sigmoid(r).mean()
-    return torch.sigmoid(alpha * margin).clamp(min=0.5).to(_result_dtype(chosen_scores))
+    return torch.sigmoid(alpha * margin).clamp(min=defaults.CONFIDENCE_FLOOR).to(_result_dtype(chosen_scores))
 
 
 def batched_paper_confidence(
-    chosen_scores, rejected_scores, batch_size: int, alpha: float = 7.5, seed: int = 0,
+    chosen_scores, rejected_scores, batch_size: int, alpha: float = defaults.ALPHA, seed: int = 0,
     batch_confidence: Callable = paper_batch_confidence,
 ) -> np.ndarray:
     """Each pair's confidence as training would see it: its (seeded, shuffled) batch's ``p``.
@@ -92,7 +94,7 @@ def floor_share(confidence, batch) -> float:
         raise ValueError(f"Got {len(conf)} confidences but {len(ids)} batch ids; they must pair up.")
     if len(conf) == 0:
         raise ValueError("Need at least one pair.")
-    return float(pd.Series(conf <= 0.5).groupby(ids).all().mean())
+    return float(pd.Series(conf <= defaults.CONFIDENCE_FLOOR).groupby(ids).all().mean())
 
 
 def batch_ids(n: int, batch_size: int, seed: int = 0) -> np.ndarray:
@@ -121,9 +123,10 @@ def fit_alpha(
     batch = batch_ids(len(c), batch_size, seed)
     sig_c, sig_r = pd.Series(torch.sigmoid(c).numpy()), pd.Series(torch.sigmoid(r).numpy())
     gap = (sig_c.groupby(batch).transform("mean") - sig_r.groupby(batch).transform("mean")).to_numpy()
-    # log p and log (1 - p) of p = max(sigmoid(alpha gap), 0.5), computed stably
-    return _fit_scale(lambda alpha: _binary_nll(np.maximum(log_expit(alpha * gap), np.log(0.5)),
-                                                np.minimum(log_expit(-alpha * gap), np.log(0.5)), y), bounds)
+    # log p and log (1 - p) of p = max(sigmoid(alpha gap), floor), computed stably
+    floor = defaults.CONFIDENCE_FLOOR
+    return _fit_scale(lambda alpha: _binary_nll(np.maximum(log_expit(alpha * gap), np.log(floor)),
+                                                np.minimum(log_expit(-alpha * gap), np.log(1 - floor)), y), bounds)
 
 
 def pair_confidence(chosen_reward: ArrayLike, rejected_reward: ArrayLike, tau: float) -> ArrayLike:

@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from trl import DPOTrainer
 
+from reprank import defaults
 from reprank.dpo_loss import chosen_nll, conservative_dpo_loss, dpo_margin, sequence_log_probs  # noqa: F401
 from reprank.extraction import transformer_body
 from reprank.reward import HybridRewardModel, margin_bt_loss
@@ -131,17 +132,17 @@ class ConfidenceDPOTrainer(DPOTrainer):
         confidence_source: str = "column",
         confidence_value: float = 1.0,
         reward_model: HybridRewardModel | None = None,
-        alpha: float = 7.5,
+        alpha: float = defaults.ALPHA,
         confidence_form: str = "batch",
-        tau: float = 1.0,
+        tau: float = defaults.PAIR_TAU,
         confidence_schedule=None,
         pair_observers=None,
         train_reward_model: bool = False,
         reward_trainable: str = "all",
         score_offset: float = 0.0,
-        reward_lr: float = 0.01,
-        reward_weight_decay: float = 0.01,
-        reward_margin: float = 1.0,
+        reward_lr: float = defaults.JOINT_RM_LR,
+        reward_weight_decay: float = defaults.RM_WEIGHT_DECAY,
+        reward_margin: float = defaults.RM_MARGIN,
         **kwargs,
     ):
         if confidence_source not in CONFIDENCE_SOURCES:
@@ -232,7 +233,7 @@ class ConfidenceDPOTrainer(DPOTrainer):
 
         bz = self.beta * z.detach()
         self._metrics[mode]["confidence/mean"].append(p.mean().item())
-        self._metrics[mode]["confidence/at_floor"].append((p <= 0.5).float().mean().item())
+        self._metrics[mode]["confidence/at_floor"].append((p <= defaults.CONFIDENCE_FLOOR).float().mean().item())
         self._metrics[mode]["loss/dpo"].append(-F.logsigmoid(bz).mean().item())
         self._metrics[mode]["loss/conservative"].append(conservative_dpo_loss(z.detach(), p, self.beta).item())
         return (loss, result[1]) if return_outputs else loss
@@ -283,7 +284,7 @@ class ConfidenceDPOTrainer(DPOTrainer):
         else:
             offset = self.score_offset  # 0 in the paper's formula; see the module docstring
             gap = torch.sigmoid(chosen + offset).mean() - torch.sigmoid(rejected + offset).mean()
-            p = torch.sigmoid(self.alpha * gap).clamp(min=0.5)
+            p = torch.sigmoid(self.alpha * gap).clamp(min=defaults.CONFIDENCE_FLOOR)
         # Per step: the share of pairs the current-state reward orders against the stored label.
         self._metrics[mode]["reward_model/disagreement"].append((chosen <= rejected).float().mean().item())
         return p

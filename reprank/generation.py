@@ -8,16 +8,18 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from reprank import defaults
+
 from .extraction import format_prompt
 from .models import model_device
 
 
 @dataclass
 class SamplingConfig:
-    """Decoding settings. ``do_sample=False`` is greedy; the paper samples with
-    temperature 1.4, top-k 8, top-p 0.95, repetition penalty 1.2."""
+    """Decoding settings. ``do_sample=False`` (the default) is greedy; the candidate pools are sampled with
+    ``defaults.SAMPLING`` (the paper's temperature 1.4, top-k 8, top-p 0.95, repetition penalty 1.2)."""
 
-    max_new_tokens: int = 64
+    max_new_tokens: int = defaults.ANSWER_MAX_NEW_TOKENS
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int | None = None

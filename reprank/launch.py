@@ -17,6 +17,8 @@ gathers the shares on the main process in the original row order and writes one 
 ``DPOConfig`` under its own name (``--learning_rate``, ``--max_steps``, ``--per_device_train_batch_size``,
 ``--beta``, ``--max_length``, ``--seed``, ...; transformers' parser also accepts ``--max-steps`` etc.), read by
 ``transformers.HfArgumentParser`` with reprank's defaults (``align.training_defaults()``) where none is given.
+Those defaults, and those of ``--nll_weight``, ``--alpha`` and ``--tau``, come from ``reprank.defaults``, as the
+notebooks' do: ``train`` without flags trains with notebook 04's settings, its NLL term included.
 TRL's trainer does the data-parallel part itself (each process sees its own batches, gradients are averaged),
 so ``--per_device_train_batch_size`` is per process. The main process saves the LoRA adapter (and the
 tokenizer) in ``--out`` with a ``train_summary.json``.
@@ -39,6 +41,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from reprank import defaults
 
 from .models import DEFAULT_MODEL
 
@@ -131,10 +135,13 @@ class ReprankTrainArgs:
     method: str = field(default="dpo", metadata={"help": "the preference loss (one of align.METHODS)"})
     split: str | None = field(default=None, metadata={"help": "train only on pairs of this split (default: all)"})
     epsilon: float | None = field(default=None, metadata={"help": "label smoothing for --method dpo_smoothing"})
-    nll_weight: float = field(default=0.0, metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term"})
+    nll_weight: float = field(default=defaults.NLL_WEIGHT,
+                              metadata={"help": "weight of TRL's 'sft' (chosen NLL) loss term (0: none)"})
     reward_model: str | None = field(default=None, metadata={"help": "HybridRewardModel file, for confidence_policy, paper and paper_pair"})
-    alpha: float = field(default=7.5, metadata={"help": "sharpness of the paper's p (notebook 02 fits one: confidence.json)"})
-    tau: float = field(default=1.0, metadata={"help": "scale of paper_pair's per-pair p (notebook 02 fits one: confidence.json)"})
+    alpha: float = field(default=defaults.ALPHA,
+                         metadata={"help": "sharpness of the paper's p (notebook 02 fits one: confidence.json)"})
+    tau: float = field(default=defaults.PAIR_TAU,
+                       metadata={"help": "scale of paper_pair's per-pair p (notebook 02 fits one: confidence.json)"})
     model_id: str = field(default=DEFAULT_MODEL, metadata={"help": "the policy model (default: the offline default)"})
     dtype: str = field(default="auto", metadata={"help": "auto (GPU: bf16, else fp16; CPU: fp32), float32, ..."})
     quiet: bool = field(default=False, metadata={"help": "no progress bars or summary line"})
@@ -250,8 +257,8 @@ def parser() -> argparse.ArgumentParser:
     common(ex)
     ex.set_defaults(func=extract)
 
-    # Every DPOConfig field is a train flag, with reprank's defaults (align.training_defaults) replacing TRL's
-    # where the user gives none.
+    # Every DPOConfig field is a train flag, with reprank's defaults (align.training_defaults, from
+    # reprank.defaults) replacing TRL's where the user gives none.
     tr = sub.add_parser("train", help="LoRA DPO (or a confidence-aware variant) on a pairs JSONL -> adapter folder",
                         dataclass_types=[ReprankTrainArgs, DPOConfig])
     tr.set_defaults(**training_defaults(), **LAUNCH_DEFAULTS)

@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 from scipy.stats import ks_2samp, spearmanr
 
+from reprank import defaults
+
 from . import confidence as confidence_lib
 from .extraction import extract_hidden_states
 from .generation import SamplingConfig, generate_responses
@@ -144,7 +146,8 @@ def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 
     return pd.DataFrame(pairs)
 
 
-def ranked_pair_confidence(chosen_reward, rejected_reward, tau: float | None = None, alpha: float = 7.5) -> np.ndarray:
+def ranked_pair_confidence(chosen_reward, rejected_reward, tau: float | None = None,
+                           alpha: float = defaults.ALPHA) -> np.ndarray:
     """Each pair's confidence from its two rewards, as ``make_pairs`` attaches it.
 
     With notebook 02's ``tau``: ``sigmoid((R_c - R_r) / tau)`` (below 0.5 when the reward disagrees with the
@@ -163,7 +166,7 @@ def make_pairs(
     use_references: bool = True,
     benign_refusal_last: bool = False,
     tau: float | None = None,
-    alpha: float = 7.5,
+    alpha: float = defaults.ALPHA,
     pair_indices: Callable | None = None,
     pair_confidence: Callable = ranked_pair_confidence,
 ) -> pd.DataFrame:

@@ -16,6 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from reprank import defaults
+
 
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, *, C: float = 0.1, seed: int = 0):
     """One linear probe on one layer's states (n, d): scikit-learn's standardisation, then logistic regression.
@@ -143,7 +145,8 @@ class HybridRewardModel(torch.nn.Module):
         return model.eval()
 
 
-def margin_bt_loss(chosen_reward: torch.Tensor, rejected_reward: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def margin_bt_loss(chosen_reward: torch.Tensor, rejected_reward: torch.Tensor,
+                   margin: float = defaults.RM_MARGIN) -> torch.Tensor:
     """Bradley-Terry loss with a margin, as in the paper: ``-log sigmoid(R_c - R_r - margin)``."""
     return -F.logsigmoid(chosen_reward - rejected_reward - margin).mean()
 
@@ -178,11 +181,11 @@ def train_hybrid_reward_model(
     val_rejected: np.ndarray,
     *,
     layers: list[int] | None = None,
-    epochs: int = 50,
-    lr: float = 1e-3,
-    weight_decay: float = 0.01,
-    batch_size: int = 16,
-    margin: float = 1.0,
+    epochs: int = defaults.RM_EPOCHS,
+    lr: float = defaults.RM_LR,
+    weight_decay: float = defaults.RM_WEIGHT_DECAY,
+    batch_size: int = defaults.RM_BATCH_SIZE,
+    margin: float = defaults.RM_MARGIN,
     seed: int = 0,
     progress: bool = True,
     loss_fn=margin_bt_loss,

@@ -31,7 +31,9 @@ def pairs(confidence=None):
 
 
 def config(tmp_path, **overrides):
-    return align.dpo_config(tmp_path, max_steps=2, per_device_train_batch_size=4, **overrides)
+    # Without the NLL term unless asked (reprank.defaults.NLL_WEIGHT is on): the checks compare preference losses.
+    return align.dpo_config(tmp_path, **{"max_steps": 2, "per_device_train_batch_size": 4, "nll_weight": 0.0,
+                                         **overrides})
 
 
 def lora_weights(model):

@@ -1,4 +1,3 @@
-import ast
 from pathlib import Path
 
 import pytest
@@ -6,7 +5,7 @@ import torch
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from reprank import compute, compute_ratios as cr
+from reprank import compute, compute_ratios as cr, defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,11 +106,9 @@ def test_ours_preset_matches_the_cpu_profile_and_training_defaults(default_model
     assert config.new_tokens == profile["sample_max_new_tokens"]
     baselines = yaml.safe_load((ROOT / "profiles" / "sweeps" / "cpu-baselines.yaml").read_text())
     assert config.rounds == baselines["set"]["online_rounds"] == cr.OURS_ONLINE_ROUNDS
-    tree = ast.parse((ROOT / "reprank" / "align.py").read_text())
-    call = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CPU_DEFAULTS")
-    defaults = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    assert (config.steps, config.batch) == (defaults["max_steps"], defaults["per_device_train_batch_size"])
-    assert config.prompt_tokens + config.new_tokens <= defaults["max_length"]  # training sequences not truncated
+    training = defaults.TRAINING  # what align.CPU_DEFAULTS holds (tests/test_defaults.py)
+    assert (config.steps, config.batch) == (training["max_steps"], training["per_device_train_batch_size"])
+    assert config.prompt_tokens + config.new_tokens <= training["max_length"]  # training sequences not truncated
     assert config.model == compute.ModelSize.of(default_model.model)
 
 

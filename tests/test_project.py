@@ -117,29 +117,10 @@ def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path
     assert len(sweep.plan_points(spec)) == len(sweep.expand_grid(spec.grid)) >= 1
 
 
-def test_training_defaults_have_one_source():
-    # Notebook 04's training parameters are DPOConfig fields under DPOConfig's names, and their literals are
-    # reprank.align.CPU_DEFAULTS: a default changed in one place only fails here. Profiles set only what differs.
-    import dataclasses
-
-    from trl import DPOConfig
-
-    from reprank import align, parameters
-
-    fields = {f.name for f in dataclasses.fields(DPOConfig)} - {"output_dir", "seed"}
-    for notebook in [nb for nb in NOTEBOOKS if nb.name.startswith(("04", "05"))]:  # 05 trains as 04 does
-        declared = {k: v for k, v in parameters.parameter_defaults(notebook).items() if k in fields}
-        assert set(declared) == {"max_steps", "per_device_train_batch_size", "learning_rate", "beta", "max_length"}
-        assert declared == {k: align.CPU_DEFAULTS[k] for k in declared}, notebook.name
-    for profile in sorted((ROOT / "profiles").glob("*.yaml")):
-        values = yaml.safe_load(profile.read_text())
-        same = {k for k, v in values.items() if k in declared and v == declared[k]}
-        assert not same, f"{profile.name} restates the training defaults {sorted(same)}"
-
-
 def test_a_parameter_declared_by_several_notebooks_has_one_default():
     # A profile or --set value goes to every notebook that declares the name, so their literals must agree:
-    # notebook 01 samples answers for the reward model exactly as notebook 03 samples its pools.
+    # notebook 01 samples answers for the reward model exactly as notebook 03 samples its pools. (Literals that
+    # restate a default of reprank/defaults.py, training ones included, are held to it in tests/test_defaults.py.)
     from reprank import parameters
 
     may_differ = {"batch_size": "each notebook batches a different job",
