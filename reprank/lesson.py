@@ -12,6 +12,10 @@ Each notebook's setup cell calls::
   of those steps at its notebook's default. Their results are copied as ``reprank run --from-run`` copies
   them. If no run fits, it first builds the earlier steps, with progress, in a run folder of their own
   (``runs/defaults-*``), which later notebooks then reuse.
+
+A lesson saves and loads artifacts by name (``lesson.save("rm_pairs", pairs)``, ``lesson.load("hybrid_rm")``):
+:mod:`reprank.registry` knows each one's file and format, and its one rule for a file already there (a notebook
+re-run in its own run folder replaces its own artifacts; nothing else is ever overwritten).
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ class Lesson:
 
     def artifact(self, name: str) -> Path:
         """Where artifact ``name`` of the run folder is (see :mod:`reprank.registry`). One line of error if an
-        earlier step finished here without writing it (its results predate the file)."""
+        earlier step finished here without writing it (its results predate the file). To read or write the
+        artifact itself, :meth:`load` and :meth:`save`."""
         path, spec = registry.artifact(self.run_dir, name), registry.ARTIFACTS[name]
         if (not path.exists() and spec.step < self.step.prefix
                 and registry.step(spec.step).section in read_metrics(self.run_dir)):
@@ -134,6 +139,17 @@ class Lesson:
                             f"({spec.description}); its results predate it: run this notebook in a new folder "
                             f"(output_dir = \"\")")
         return path
+
+    def save(self, name: str, value, **options) -> Path:
+        """Save this step's artifact ``name`` in its format (``registry.save_artifact``: a reward model's metadata or
+        the pairs' ``seed`` as ``options``); a re-run replaces what this step saved, never anything else."""
+        return registry.save_artifact(self.run_dir, name, value, step=self.step.prefix, **options)
+
+    def load(self, name: str, default=registry.REQUIRED, **options):
+        """Artifact ``name`` read in its format (``registry.load_artifact``); ``default`` if no step wrote it here
+        (one line of error, as :meth:`artifact`, if an earlier step finished here without writing it)."""
+        self.artifact(name)
+        return registry.load_artifact(self.run_dir, name, default, **options)
 
     def earlier_parameter(self, prefix: str, name: str):
         """A parameter earlier step ``prefix`` ran with in this run folder (notebook 03 cuts responses as notebook
@@ -146,7 +162,7 @@ class Lesson:
 
     def earlier_ledger(self, prefix: str) -> ComputeLedger:
         """The compute ledger an earlier step recorded (``compute_03``)."""
-        return ComputeLedger.load(self.artifact(f"compute_{prefix}"))
+        return self.load(f"compute_{prefix}")
 
     def save_figure(self, fig, name: str) -> Path:
         return save_figure(fig, self.run_dir, name)
@@ -157,7 +173,7 @@ class Lesson:
         parameters and time in run.json and mark the run done."""
         ledger_name = f"compute_{self.step.prefix}"
         if self.ledger.entries and ledger_name in registry.ARTIFACTS:
-            self.ledger.save(registry.artifact(self.run_dir, ledger_name), overwrite=True)
+            self.save(ledger_name, self.ledger)
         update_metrics(self.run_dir, self.step.section, values)
         if self.by_hand:
             record = read_run_record(self.run_dir)

@@ -156,6 +156,7 @@ def copy_earlier_results(source: str | Path, run_dir: Path, parameters: dict, st
         else:
             continue
         copied.append(name)
+    registry.record_copied(run_dir)  # the copied steps' artifacts are theirs here: a step re-run replaces them
     sections = read_metrics(source)
     if steps is not None:
         sections = {key: value for key, value in sections.items() if key in {registry.step(s).section for s in steps}}
