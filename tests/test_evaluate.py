@@ -1,5 +1,9 @@
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,6 +12,8 @@ import pytest
 from reprank import cli, evaluate, evaluate_command, models
 from reprank.data import DataError
 from reprank.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_degenerate_text_is_flagged():
@@ -149,16 +155,36 @@ def test_unknown_model_while_offline(monkeypatch, tmp_path, prompt_file):
         models.load_model("nobody/no-such-model")
 
 
-def test_unknown_model_when_the_hub_cannot_be_reached(monkeypatch, prompt_file):
-    import socket
+# Run in a fresh interpreter: huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported, so a caller's
+# HF_HUB_OFFLINE=1 would hold in this process whatever the test then removes from os.environ.
+NO_NETWORK = """
+import argparse, json, socket, sys
 
-    def no_network(*args, **kwargs):
-        raise socket.gaierror(-2, "Name or service not known")
+def no_network(*args, **kwargs):
+    raise socket.gaierror(-2, "Name or service not known")
 
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    message = user_error(evaluate_args(prompt_file, model="nobody/no-such-model"))
+socket.create_connection = no_network
+assert "huggingface_hub" not in sys.modules
+from reprank import evaluate_command
+from reprank.errors import UserError
+
+try:
+    evaluate_command.cmd_evaluate(argparse.Namespace(**json.loads(sys.argv[1])))
+except UserError as exc:
+    print(json.dumps(str(exc)))
+"""
+
+
+def test_unknown_model_when_the_hub_cannot_be_reached(prompt_file):
+    cleared = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    env = {name: value for name, value in os.environ.items() if name not in cleared}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    args = vars(evaluate_args(prompt_file, model="nobody/no-such-model"))
+    child = subprocess.run([sys.executable, "-c", NO_NETWORK, json.dumps(args)], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert child.returncode == 0 and child.stdout.strip(), child.stderr
+    message = json.loads(child.stdout)
+    assert message and "\n" not in message  # one line, as user_error checks
     assert "not in the Hugging Face cache, and the hub (https://huggingface.co) cannot be reached" in message
     assert "Name or service not known" in message and f"'{models.DEFAULT_MODEL}'" in message
 

@@ -115,22 +115,39 @@ def _our_kernels(token):
     return found
 
 
+def sleeping_notebooks(folder: Path, marker: Path) -> Path:
+    """tests/fixtures/sleeping, with its sleeping cell first touching ``marker``: an event the test can wait for."""
+    folder.mkdir()
+    notebook = json.loads((FIXTURES / "sleeping" / "01_sleep.ipynb").read_text())
+    cell = notebook["cells"][-1]
+    assert "".join(cell["source"]).startswith("import time\n") and "time.sleep(seconds)" in "".join(cell["source"])
+    cell["source"] = ["import time\n", "from pathlib import Path\n", "\n",
+                      f"Path({str(marker)!r}).touch()  # the kernel is in this cell: the test may interrupt it\n",
+                      "time.sleep(seconds)"]
+    (folder / "01_sleep.ipynb").write_text(json.dumps(notebook, indent=1))
+    return folder
+
+
 def test_sigterm_marks_the_run_interrupted_and_leaves_no_kernel(tmp_path):
-    token = uuid.uuid4().hex
-    env = dict(os.environ, REPRANK_NOTEBOOKS=str(FIXTURES / "sleeping"), REPRANK_TEST_TOKEN=token,
+    token, marker, runs_root = uuid.uuid4().hex, tmp_path / "in-the-sleeping-cell", tmp_path / "runs"
+    notebooks = sleeping_notebooks(tmp_path / "notebooks", marker)
+    env = dict(os.environ, REPRANK_NOTEBOOKS=str(notebooks), REPRANK_TEST_TOKEN=token,
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen(
         [sys.executable, "-m", "reprank", "run", "--profile", str(FIXTURES / "sleeping" / "sleep-profile.yaml"),
-         "--runs-root", str(tmp_path), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 90
-    while not _our_kernels(token) or not list(tmp_path.glob("*/01_sleep.ipynb")):
-        assert process.poll() is None and time.monotonic() < deadline, "the kernel never started"
-        time.sleep(0.5)
-    time.sleep(3)  # the kernel is in the sleeping cell
+         "--runs-root", str(runs_root), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait for the sleeping cell itself to say it runs (papermill has saved its start before sending it).
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"the kernel never reached the sleeping cell (exit {process.returncode}): {err[-2000:]}")
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = runs_root.iterdir()
     record = read_run_record(run_dir)
     assert record["status"] == "interrupted"
     assert record["interrupted"]["signal"] == "SIGTERM" and record["interrupted"]["notebook"] == "01_sleep.ipynb"
