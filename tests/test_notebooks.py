@@ -4,6 +4,9 @@ What runs is the student edition (``reprank.student``'s ``release/``, built once
 ``use_reference_solutions=True``: the notebooks a student gets, every exercise going on with its reference.
 The assertions read the notebook's own metrics.json: a notebook that runs but learns nothing fails.
 A failed execution keeps the partly executed notebook in the test's temporary folder for inspection.
+
+The tests share one run folder, as a run's notebooks do. The steps a test reads are module fixtures, built by
+whichever test asks first, so any test runs alone too (``pytest -k notebook_04`` builds 01, 02 and 03 first).
 """
 
 import json
@@ -43,12 +46,24 @@ def execute(name, run_dir, **overrides):
     return runs.read_metrics(run_dir)
 
 
-def test_notebook_01_probes_find_safety(run_dir, release):
-    # Notebook 02 is started alone in the empty run folder: it must run notebook 01 itself first, with the
-    # parameters the run recorded (not 01's defaults). Notebook 01 is executed and checked this way.
+@pytest.fixture(scope="module")
+def steps_01_02(run_dir, release):
+    """Notebook 02 started alone in the empty run folder: it must run notebook 01 itself first, with the parameters
+    the run recorded (not 01's defaults). Notebook 01 is executed and checked this way. Returns run.json."""
     recorded = {**SMALL, "flip_fraction": 0.25}
     runner.start_run(run_dir, "cpu", recorded, runner.select_notebooks(["02"]))
-    assert runner.execute_run(run_dir, progress=False)["status"] == "done"
+    return runner.execute_run(run_dir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def step_03(run_dir, steps_01_02):
+    """Notebook 03 executed in the run folder at test size (SMALL_RERANK): its metrics section. 04 and 05 read it."""
+    assert steps_01_02["status"] == "done", steps_01_02.get("failure")
+    return execute("03", run_dir, **SMALL_RERANK)["03_reranking"]
+
+
+def test_notebook_01_probes_find_safety(run_dir, release, steps_01_02):
+    assert steps_01_02["status"] == "done", steps_01_02.get("failure")
     executed = json.loads((run_dir / "01_probing_safety_representations.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["n_human"] == SMALL["n_human"]
     assert executed["metadata"]["papermill"]["parameters"]["use_reference_solutions"] is True
@@ -70,6 +85,21 @@ def test_notebook_01_probes_find_safety(run_dir, release):
     assert (run_dir / "01_probing_safety_representations.ipynb").is_file()
 
 
+def test_notebook_01_run_again_in_its_folder_replaces_its_own_artifacts(run_dir, steps_01_02):
+    # reprank.registry's rule: a step re-run in its run folder replaces what it saved itself, under the same names,
+    # with no timestamped copies beside them. The second run reuses the folder's hidden-state cache (about a minute).
+    step = registry.step("01")
+    ours = [name for name, spec in registry.ARTIFACTS.items() if spec.step == step.prefix]
+    before = {name: registry.read_manifest(run_dir)[registry.ARTIFACTS[name].filename]["saved_at"] for name in ours}
+    others = sorted(p.name for p in (run_dir / "artifacts").iterdir())
+    execute("01", run_dir)
+    manifest = registry.read_manifest(run_dir)
+    assert all(manifest[registry.ARTIFACTS[name].filename]["saved_at"] > before[name] for name in ours)
+    assert all(registry.saved_by_step(run_dir, name) for name in ours)
+    assert sorted(p.name for p in (run_dir / "artifacts").iterdir()) == others
+    assert registry.load_artifact(run_dir, "hybrid_rm").metadata["seed"] == SMALL["seed"]
+
+
 # The reward of this tiny notebook 01 (24 + 24 prompts, 20 epochs) ranks far worse than the cpu run's: measured at
 # e81ae3f, refusal first in 40% of harmful pools and last in none of the benign ones (docs/results.md has the cpu
 # run's shares). The floors are lowered to what it can pass, above chance on the harmful side.
@@ -78,8 +108,9 @@ SMALL_RERANK = {"n_rerank_harmful": 10, "n_rerank_benign": 10, "samples_per_prom
                 "min_refusal_first_harmful": 0.3, "min_refusal_last_benign": 0.0, "max_refusal_first_benign": 1.0}
 
 
-def test_notebook_02_confidence_finds_flipped_labels(run_dir):
-    metrics = runs.read_metrics(run_dir)["02_confidence"]  # executed by the test above, with flip_fraction 0.25
+def test_notebook_02_confidence_finds_flipped_labels(run_dir, steps_01_02):
+    assert steps_01_02["status"] == "done", steps_01_02.get("failure")
+    metrics = runs.read_metrics(run_dir)["02_confidence"]  # executed with flip_fraction 0.25
     assert metrics["n_flipped"] >= 5
     # The per-pair confidences rank flipped pairs first far better than chance.
     assert metrics["flip_detection_auroc"]["paper, per pair"] > 0.75
@@ -89,8 +120,8 @@ def test_notebook_02_confidence_finds_flipped_labels(run_dir):
     assert (run_dir / "figures" / "02_reliability.png").is_file()
 
 
-def test_without_reference_solutions_the_first_exercise_stops_the_lesson(run_dir, release, tmp_path):
-    # Notebook 02 as a student gets it, run on a copy of the results above (`--from-run`: step 01 is there, so
+def test_without_reference_solutions_the_first_exercise_stops_the_lesson(run_dir, release, steps_01_02, tmp_path):
+    # Notebook 02 as a student gets it, run on a copy of steps 01-02 (`--from-run`: step 01 is there, so
     # only 02 runs): its first exercise's check stops it, naming the exercise, and run.json records that.
     notebook = release / registry.step("02").notebook
     checks = ["".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
@@ -110,8 +141,8 @@ def test_without_reference_solutions_the_first_exercise_stops_the_lesson(run_dir
     assert not (folder / registry.step("01").notebook).exists()  # 01 was not rebuilt
 
 
-def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
-    metrics = execute("03", run_dir, **SMALL_RERANK)["03_reranking"]
+def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir, step_03):
+    metrics = step_03
     assert metrics["n_pairs"] >= 10
     assert metrics["mean_chosen_reward"] > metrics["mean_rejected_reward"]
     assert 0.5 <= metrics["mean_confidence"] <= 1
@@ -143,12 +174,15 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir):
 # best-of-N (41 s at best-of-2), no off-policy comparison (~60 s) and no online round (~100 s): like the default
 # run, which leaves them to profiles/sweeps/cpu-baselines.yaml. `make run PROFILE=smoke` runs all three, and
 # tests/test_online.py the online loop on a tiny model.
-SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": ["max_steps=2"], "online_rounds": 0,
+SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": [], "online_rounds": 0,
                "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
-               "n_eval_benign": 10, "eval_max_new_tokens": 24}
+               "n_eval_benign": 10, "eval_max_new_tokens": 24, "frontier": True, "frontier_steps": [4]}
+# Section 5b's arms: the DPO family at matched strength and paper's p replayed (in order and permuted).
+FRONTIER_ARMS = {"dpo@4", "dpo_smoothing mean-p", "dpo_smoothing p0.70", "nll_only", "paper_replay permuted",
+                 "paper_replay in order"}
 
 
-def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
+def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     metrics = execute("04", run_dir, **SMALL_ALIGN)["04_alignment"]
     results = metrics["results"]
     assert (metrics["n_eval_harmful"], metrics["n_eval_heldout"], metrics["n_eval_benign"]) == (20, 16, 10)
@@ -185,15 +219,26 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir):
     for name in ("dpo", "paper"):
         for key in ("over_refusal_rate", "over_refusal_rate_classifier"):
             assert test[name][key] <= max(0.5, test["untuned"][key] + 0.3), (name, key)
-    assert set(results) == {"untuned", "dpo", "paper", "ablation: max_steps=2"}
-    # The main method was judged during training too; every run has a training curve.
+    assert set(results) == {"untuned", "dpo", "paper", *FRONTIER_ARMS}
+    # The main method was judged during training too; every trained run has a training curve.
     assert [row["step"] for row in metrics["main_method_by_step"]] == [4]
-    assert set(metrics["final_loss"]) == {"dpo", "paper", "ablation: max_steps=2"}
+    assert set(metrics["final_loss"]) == {"dpo", "paper", *FRONTIER_ARMS} - {"dpo@4"}
+    # Matched strength (section 5b): a verdict per judge and source, its distance to the DPO family's frontier and
+    # to the permuted replay's, each inside its paired interval; "helps" only when both intervals lie above 0.
+    frontier = metrics["frontier"]
+    assert frontier["verdicts"]
+    for verdict in frontier["verdicts"]:
+        assert verdict["arm"] in {"paper", "paper_replay in order"} and verdict["control"] == "paper_replay permuted"
+        for key in ("advantage", "vs_control"):
+            assert verdict[f"{key}_low"] <= verdict[key] <= verdict[f"{key}_high"], verdict
+        assert verdict["helps"] == (verdict["advantage_low"] > 0 and verdict["vs_control_low"] > 0), verdict
+    assert frontier["helps"] == all(v["helps"] for v in frontier["verdicts"] if v["arm"] == "paper")
     # Compute: re-ranking paid its data once, in notebook 03; the ratios against online come from the FLOPs model.
     assert metrics["compute"]["paper"]["data FLOPs"] > 0
     assert {row["config"] for row in metrics["compute_ratios"]["projection"]} >= {"this run"}
     assert metrics["compute"]["paper"]["training FLOPs"] > 0
-    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination", "04_compute"):
+    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination", "04_compute",
+                   "04_frontier", "04_paper_scores"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "paper" / "adapter_config.json").is_file()
     # Trained on notebook 03's saved pairs, with 03's sampling settings.
@@ -212,7 +257,7 @@ SMALL_NOISE = {"arms": ["paper_pair", "confidence"], "max_steps": 2, "n_eval_har
                "staleness_prompts": 2}
 
 
-def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, tmp_path):
+def test_notebook_05_trains_every_arm_on_flipped_labels(run_dir, step_03, tmp_path):
     sweep = tmp_path / "sweep"  # finished runs of two other seeds, as a sweep leaves them
     for other_seed, (safe_pair, safe_smoothing) in {2: (0.5, 0.3), 3: (0.6, 0.2)}.items():
         (sweep / f"seed={other_seed}").mkdir(parents=True)
