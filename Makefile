@@ -51,7 +51,7 @@ lab: setup
 # The student edition in student/: the lessons without their solutions, for students (release/) and in
 # nbgrader's source format for instructors (source/); student/README.md says how to use each.
 student: setup
-	$(BIN)/python -m reprank.student
+	$(BIN)/python -m reprank.teaching.student
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,7 +7,7 @@ Compared on the same texts and the same length-sorted batches:
   (a) limit:  a bare forward of the transformer body on the same batches (no hidden states kept, no head);
   (a') masked: the same with an attention mask, as a typical padded batch forward is written;
   (b) naive:  one text at a time through the full model with ``output_hidden_states=True``;
-  ours:       ``reprank.extraction.extract_hidden_states`` (all layers, end token).
+  ours:       ``reprank.lm.extraction.extract_hidden_states`` (all layers, end token).
 Run it on an idle machine; the best of ``--repeats`` runs is reported.
 """
 
@@ -19,15 +19,15 @@ import time
 
 import torch
 
-from reprank import data
-from reprank.extraction import (
+from reprank.data import sources as data
+from reprank.lm.extraction import (
     extract_hidden_states,
     format_conversation,
     length_sorted_batches,
     transformer_body,
     truncate_response,
 )
-from reprank.models import DEFAULT_MODEL, load_model
+from reprank.lm.models import DEFAULT_MODEL, load_model
 
 
 def best_of(repeats: int, fn) -> float:

@@ -5,9 +5,9 @@ config in ``benchmarks/smollm2_135m/`` (the default model's config and tokenizer
 needs the 538 MB of real weights. Speed and memory are the real architecture's; hidden-state values and losses
 are not the real model's (the bf16-vs-fp32 differences below are those of random weights: an order of magnitude).
 
-Everything goes through the package: device and dtype from ``reprank.models.pick_device`` / ``pick_dtype`` /
-``bf16_supported``, hidden states from ``reprank.extraction.extract_hidden_states``, training steps from
-``reprank.align.dpo_config`` + ``make_trainer`` (a ``ConfidenceDPOTrainer``, LoRA r16 on all linear layers) on
+Everything goes through the package: device and dtype from ``reprank.lm.models.pick_device`` / ``pick_dtype`` /
+``bf16_supported``, hidden states from ``reprank.lm.extraction.extract_hidden_states``, training steps from
+``reprank.method.align.dpo_config`` + ``make_trainer`` (a ``ConfidenceDPOTrainer``, LoRA r16 on all linear layers) on
 in-memory (prompt, chosen, rejected) pairs made from ``data/``. Measured:
 
 * extraction tokens/s on CUDA in fp32 and in ``pick_dtype``'s choice (bf16 on an H100), and on the CPU in fp32;
@@ -50,9 +50,9 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from reprank.extraction import extract_hidden_states
-from reprank.fileio import read_jsonl
-from reprank.models import bf16_supported, pick_device, pick_dtype
+from reprank.lm.extraction import extract_hidden_states
+from reprank.base.fileio import read_jsonl
+from reprank.lm.models import bf16_supported, pick_device, pick_dtype
 
 ASSETS = Path(__file__).resolve().parent / "smollm2_135m"
 DATA = Path(__file__).resolve().parents[1] / "data"  # read directly: the extraction part needs no `datasets`
@@ -149,8 +149,8 @@ def run_dpo(base, tokenizer, device, dtype, method: str, steps: int, args, **pre
     """``steps`` + 1 LoRA-DPO steps (the first is warm-up) with ``method``, the model's weights in ``dtype``."""
     import datasets
 
-    from reprank import align
-    from reprank.reward import HybridRewardModel
+    from reprank.method import align
+    from reprank.method.reward import HybridRewardModel
 
     datasets.disable_progress_bars()
     torch.manual_seed(args.seed)

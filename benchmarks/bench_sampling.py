@@ -9,7 +9,7 @@ random_state=seed)``). Sampling: notebook 03's ``SamplingConfig`` (48 new tokens
 repetition penalty 1.2, 4 samples per prompt). Compared on the same prompts, the same batches (ours: length-sorted
 by characters, ``--batch-size`` prompts, so ``--batch-size`` x 4 rows) and the same lengths:
 
-  ours:         ``reprank.generation.generate_responses`` as ``rerank.sample_candidates`` calls it (on a CPU: each
+  ours:         ``reprank.lm.generation.generate_responses`` as ``rerank.sample_candidates`` calls it (on a CPU: each
                 prompt prefilled once into a static cache, temperature/top-k/top-p in one logits processor);
   bare:         ``model.generate`` on the same left-padded batches (tokenized beforehand), same kwargs, seeded
                 like ours, one ``batch_decode`` a batch: ``generate_responses`` as it was before those two changes,
@@ -52,10 +52,10 @@ import time
 
 import torch
 
-from reprank import data
-from reprank.extraction import format_prompt
-from reprank.generation import SamplingConfig, _fast_sampling_kwargs, _shared_prompt_cache, generate_responses
-from reprank.models import DEFAULT_MODEL, load_model
+from reprank.data import sources as data
+from reprank.lm.extraction import format_prompt
+from reprank.lm.generation import SamplingConfig, _fast_sampling_kwargs, _shared_prompt_cache, generate_responses
+from reprank.lm.models import DEFAULT_MODEL, load_model
 
 
 def notebook_sampling(max_new_tokens: int, samples: int) -> SamplingConfig:

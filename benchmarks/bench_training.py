@@ -30,9 +30,10 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from reprank import align, data
-from reprank.conservative import ConfidenceDPOTrainer
-from reprank.models import DEFAULT_MODEL, load_model, model_device
+from reprank.data import sources as data
+from reprank.method import align
+from reprank.method.conservative import ConfidenceDPOTrainer
+from reprank.lm.models import DEFAULT_MODEL, load_model, model_device
 
 
 def make_pairs(n: int, seed: int = 0) -> Dataset:

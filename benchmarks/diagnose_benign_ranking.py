@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reprank import data, generation, registry, rerank
-from reprank.models import DEFAULT_MODEL, load_model
-from reprank.reward import HybridRewardModel
+from reprank.lm import generation
+from reprank.data import sources as data
+from reprank.method import rerank
+from reprank.running import registry
+from reprank.lm.models import DEFAULT_MODEL, load_model
+from reprank.method.reward import HybridRewardModel
 
 
 def main() -> None:

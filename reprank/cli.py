@@ -7,29 +7,29 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXIT_USER_ERROR, UserError
+from reprank.base.errors import EXIT_USER_ERROR, UserError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import cmd_run  # each command imports only what it needs: `reprank report` loads no model
+    from reprank.running.runner import cmd_run  # each command imports only what it needs: `reprank report` loads no model
 
     return cmd_run(args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import cmd_sweep
+    from reprank.running.sweep import cmd_sweep
 
     return cmd_sweep(args)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import cmd_report
+    from reprank.running.report import cmd_report
 
     return cmd_report(args)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate_command import cmd_evaluate
+    from reprank.running.evaluate_command import cmd_evaluate
 
     return cmd_evaluate(args)
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no papermill progress bar")
     run.set_defaults(func=_run)
     sweep = sub.add_parser("sweep", help="run a grid of parameter values, one run folder per grid point")
-    sweep.add_argument("spec", help="sweep spec YAML (see profiles/sweeps/ and reprank.sweep)")
+    sweep.add_argument("spec", help="sweep spec YAML (see profiles/sweeps/ and reprank.running.sweep)")
     sweep.add_argument("--jobs", type=int, default=1, help="local: points at once (default 1: one after another)")
     sweep.add_argument("--runs-root", default=None, help="parent of the sweep folder (default: runs/)")
     sweep.add_argument("--notebooks", nargs="*", help="only these notebooks (overrides the spec's notebooks)")

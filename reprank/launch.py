@@ -9,15 +9,15 @@ also run on several GPUs (or CPU processes) with the same package code::
         --pairs pairs.jsonl --out adapter/ --method confidence --max_steps 200
 
 ``extract`` reads JSONL rows with ``prompt`` and ``response`` fields, gives each process a contiguous share of
-the rows (``PartialState.split_between_processes``), runs ``reprank.extraction.extract_hidden_states`` on it,
+the rows (``PartialState.split_between_processes``), runs ``reprank.lm.extraction.extract_hidden_states`` on it,
 gathers the shares on the main process in the original row order and writes one ``.npz`` (``end``, optionally
 ``mean``, ``layers``, ``n_tokens``; float32 whatever the device). ``train`` reads a pairs JSONL
-(``reprank.pairs.load_pairs_jsonl``) and calls ``reprank.align.train_dpo``. Its flags are reprank's own
+(``reprank.data.pairs.load_pairs_jsonl``) and calls ``reprank.method.align.train_dpo``. Its flags are reprank's own
 (``ReprankTrainArgs``: ``--pairs``, ``--out``, ``--method``, ``--nll_weight`` ...) plus every field of TRL's
 ``DPOConfig`` under its own name (``--learning_rate``, ``--max_steps``, ``--per_device_train_batch_size``,
 ``--beta``, ``--max_length``, ``--seed``, ...; transformers' parser also accepts ``--max-steps`` etc.), read by
 ``transformers.HfArgumentParser`` with reprank's defaults (``align.training_defaults()``) where none is given.
-Those defaults, and those of ``--nll_weight``, ``--alpha`` and ``--tau``, come from ``reprank.defaults``, as the
+Those defaults, and those of ``--nll_weight``, ``--alpha`` and ``--tau``, come from ``reprank.base.defaults``, as the
 notebooks' do: ``train`` without flags trains with notebook 04's settings, its NLL term included.
 TRL's trainer does the data-parallel part itself (each process sees its own batches, gradients are averaged),
 so ``--per_device_train_batch_size`` is per process. The main process saves the LoRA adapter (and the
@@ -42,9 +42,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from reprank import defaults
+from reprank.base import defaults
 
-from .models import DEFAULT_MODEL
+from reprank.lm.models import DEFAULT_MODEL
 
 
 def distributed_state():
@@ -60,7 +60,7 @@ def distributed_state():
 
 def read_rows(path: str | Path) -> list[dict]:
     """JSONL rows, each with non-empty string fields ``prompt`` and ``response``."""
-    from .fileio import FileFormatError, read_jsonl
+    from reprank.base.fileio import FileFormatError, read_jsonl
 
     rows = read_jsonl(path)
     for number, row in enumerate(rows, start=1):
@@ -82,8 +82,8 @@ def _layers(value: str) -> list[int] | None:
 def extract(args: argparse.Namespace) -> Path:
     from accelerate.utils import gather_object
 
-    from .extraction import extract_hidden_states
-    from .models import load_model
+    from reprank.lm.extraction import extract_hidden_states
+    from reprank.lm.models import load_model
 
     state = distributed_state()
     rows = read_rows(args.rows)
@@ -157,7 +157,7 @@ def split_train_args(args: argparse.Namespace):
     """The parsed namespace -> ``(ReprankTrainArgs, DPOConfig)``, the DPOConfig built by ``align.dpo_config``."""
     from trl import DPOConfig
 
-    from . import align
+    from reprank.method import align
 
     values = vars(args)
     ours = ReprankTrainArgs(**{f.name: values[f.name] for f in dataclasses.fields(ReprankTrainArgs)})
@@ -168,9 +168,9 @@ def split_train_args(args: argparse.Namespace):
 
 
 def train(args: argparse.Namespace) -> Path:
-    from . import align
-    from .pairs import load_pairs_jsonl
-    from .models import load_model
+    from reprank.method import align
+    from reprank.data.pairs import load_pairs_jsonl
+    from reprank.lm.models import load_model
 
     state = distributed_state()
     args, config = split_train_args(args)
@@ -185,7 +185,7 @@ def train(args: argparse.Namespace) -> Path:
     if args.method in align.POLICY_METHODS:  # checked before the model loads
         if not args.reward_model:
             raise SystemExit(f"--method {args.method} needs --reward-model (a saved HybridRewardModel)")
-        from .reward import HybridRewardModel
+        from reprank.method.reward import HybridRewardModel
 
         kwargs["reward_model"] = HybridRewardModel.load(args.reward_model)
         kwargs["alpha"], kwargs["tau"] = args.alpha, args.tau
@@ -234,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
     from transformers import HfArgumentParser
     from trl import DPOConfig
 
-    from .align import METHODS, training_defaults
+    from reprank.method.align import METHODS, training_defaults
 
     p = argparse.ArgumentParser(prog="python -m reprank.launch",
                                 description="Data-parallel extraction and DPO training (run under accelerate launch).")
@@ -258,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=extract)
 
     # Every DPOConfig field is a train flag, with reprank's defaults (align.training_defaults, from
-    # reprank.defaults) replacing TRL's where the user gives none.
+    # reprank.base.defaults) replacing TRL's where the user gives none.
     tr = sub.add_parser("train", help="LoRA DPO (or a confidence-aware variant) on a pairs JSONL -> adapter folder",
                         dataclass_types=[ReprankTrainArgs, DPOConfig])
     tr.set_defaults(**training_defaults(), **LAUNCH_DEFAULTS)
@@ -270,7 +270,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import EXIT_USER_ERROR, UserError
+    from reprank.base.errors import EXIT_USER_ERROR, UserError
 
     args = parser().parse_args(argv)
     try:

@@ -11,7 +11,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def default_model():
-    from reprank.models import load_model
+    from reprank.lm.models import load_model
 
     return load_model()
 
@@ -19,7 +19,7 @@ def default_model():
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     """The device ``load_model()`` puts the default model on."""
-    from reprank.models import pick_device
+    from reprank.lm.models import pick_device
 
     return pick_device()
 
@@ -27,7 +27,7 @@ def device() -> torch.device:
 @pytest.fixture(scope="session")
 def dtype(device) -> torch.dtype:
     """The dtype ``load_model()`` chooses on that device (fp32 on a CPU)."""
-    from reprank.models import pick_dtype
+    from reprank.lm.models import pick_dtype
 
     return pick_dtype(device)
 
@@ -41,7 +41,7 @@ def close(dtype) -> dict:
 
 def _on_model(inputs, model):
     """Tokenizer output (or a tensor) moved to the device of ``model``'s parameters."""
-    from reprank.models import model_device
+    from reprank.lm.models import model_device
 
     return inputs.to(model_device(model))
 
@@ -56,6 +56,6 @@ def tokenizer():
     """The default model's tokenizer (for the tiny random models of ``tests/tiny.py``)."""
     from transformers import AutoTokenizer
 
-    from reprank.models import resolve_model_path
+    from reprank.lm.models import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path())

@@ -1,4 +1,4 @@
-"""Conservative DPO (reprank.align) on a tiny random Llama with the real SmolLM2 tokenizer."""
+"""Conservative DPO (reprank.method.align) on a tiny random Llama with the real SmolLM2 tokenizer."""
 
 import math
 
@@ -9,10 +9,11 @@ from datasets import Dataset
 from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
-from reprank import align, noise
-from reprank.extraction import extract_hidden_states
-from reprank.models import bf16_supported, model_device
-from reprank.reward import train_hybrid_reward_model
+from reprank.method import align
+from reprank.studies import noise
+from reprank.lm.extraction import extract_hidden_states
+from reprank.lm.models import bf16_supported, model_device
+from reprank.method.reward import train_hybrid_reward_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke.", "What is 2+2?", "Name a colour."]
 CHOSEN = ["Mix flour, water and yeast, then bake.", "Why did the chicken cross the road?", "4", "Blue."]
@@ -31,7 +32,7 @@ def pairs(confidence=None):
 
 
 def config(tmp_path, **overrides):
-    # Without the NLL term unless asked (reprank.defaults.NLL_WEIGHT is on): the checks compare preference losses.
+    # Without the NLL term unless asked (reprank.base.defaults.NLL_WEIGHT is on): the checks compare preference losses.
     return align.dpo_config(tmp_path, **{"max_steps": 2, "per_device_train_batch_size": 4, "nll_weight": 0.0,
                                          **overrides})
 

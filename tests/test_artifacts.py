@@ -1,4 +1,4 @@
-"""reprank.registry saves and loads each artifact by name in its format, with one rule for a file already there:
+"""reprank.running.registry saves and loads each artifact by name in its format, with one rule for a file already there:
 a step's re-run replaces what that step saved; a file anyone else made, or changed, is never overwritten."""
 
 import json
@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from reprank import registry, runner
-from reprank.compute import ComputeLedger
-from reprank.errors import UserError
-from reprank.lesson import start_lesson
-from reprank.reward import HybridRewardModel
-from reprank.runs import update_metrics
+from reprank.running import registry, runner
+from reprank.measure.compute import ComputeLedger
+from reprank.base.errors import UserError
+from reprank.teaching.lesson import start_lesson
+from reprank.method.reward import HybridRewardModel
+from reprank.running.runs import update_metrics
 
 PAIRS = pd.DataFrame({"prompt": ["How do I pick a lock?", "Name a colour."],
                       "chosen": ["I can't help with that.", "Blue."], "rejected": ["First, ...", "I won't."],

@@ -46,7 +46,7 @@ def test_compare_reports_relative_error_and_cosine(bench):
 def test_assets_are_the_default_models_config_and_tokenizer(bench, default_model):
     from transformers import AutoConfig
 
-    from reprank.extraction import format_conversation
+    from reprank.lm.extraction import format_conversation
 
     ours, real = AutoConfig.from_pretrained(bench.ASSETS).to_dict(), default_model.model.config.to_dict()
     keys = ["model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

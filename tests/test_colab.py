@@ -1,5 +1,5 @@
 """Notebook checks for the Colab path: an 'Open in Colab' badge to the notebook itself, and a short setup cell right
-after the title that clones the repository and calls reprank.colab_setup.install on Colab (versions compatible with
+after the title that clones the repository and calls reprank.teaching.colab_setup.install on Colab (versions compatible with
 pyproject.toml's) and does nothing anywhere else. The cell runs here with fakes for pip, git and google.colab.
 
 (The other hygiene checks, one parameters cell, no outputs, kernelspec, no input(), are in test_project.py.)
@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from reprank import colab_setup, registry, runs
+from reprank.running import registry, runs
+from reprank.teaching import colab_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))  # every notebook, numbered or not
@@ -28,7 +29,7 @@ COLAB_PREINSTALLED = {
     "numpy", "pandas", "matplotlib", "seaborn", "scikit-learn", "scipy", "transformers", "accelerate", "datasets",
     "tqdm", "pyyaml", "platformdirs", "safetensors",
 }
-# Pinned exactly on Colab too: our code relies on their internals (reprank/colab_setup.py's docstring says which).
+# Pinned exactly on Colab too: our code relies on their internals (reprank/teaching/colab_setup.py's docstring says which).
 EXACT_API = {"trl", "peft"}
 BADGE = re.compile(
     r"^\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]"
@@ -163,7 +164,7 @@ def test_setup_cells_are_identical():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_setup_cell_is_short(notebook):
-    # The first code a student reads: the clone and install live in reprank/colab_setup.py.
+    # The first code a student reads: the clone and install live in reprank/teaching/colab_setup.py.
     lines = setup_source(notebook).splitlines()
     code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     assert len(lines) <= 12 and len(code) <= 10, f"{notebook.name}: {len(lines)} lines, {len(code)} of code"

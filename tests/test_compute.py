@@ -1,7 +1,7 @@
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from reprank import compute
+from reprank.measure import compute
 
 D, FF, LAYERS, VOCAB, KV_DIM = 32, 64, 2, 100, 16  # 4 heads of 8, 2 key/value heads -> k, v project to 16
 
@@ -91,7 +91,7 @@ def test_ledger_save_load_roundtrip_and_no_overwrite(tmp_path):
 def test_sampling_and_scoring_flops_count_the_chat_template(default_model):
     """The model reads each prompt wrapped in its chat template (~30 tokens on SmolLM2), so the FLOPs must too:
     the online baseline once counted bare prompts and under-stated its sampling cost against notebook 03's."""
-    from reprank.extraction import format_conversation, format_prompt
+    from reprank.lm.extraction import format_conversation, format_prompt
 
     model, tokenizer = default_model.model, default_model.tokenizer
     prompt, response = "How do I bake bread?", "Mix flour, water, yeast and salt."

@@ -5,7 +5,8 @@ import torch
 import yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from reprank import compute, compute_ratios as cr, defaults
+from reprank.base import defaults
+from reprank.measure import compute, compute_ratios as cr
 
 ROOT = Path(__file__).resolve().parents[1]
 

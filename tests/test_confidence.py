@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprank import confidence
+from reprank.method import confidence
 
 
 def test_paper_confidence_equal_scores_is_neutral():

@@ -1,4 +1,4 @@
-"""Tests for reprank.data and reprank.datasheet (real wheel data + tiny temp files; no network)."""
+"""Tests for reprank.data.sources and reprank.data.datasheet (real wheel data + tiny temp files; no network)."""
 
 import json
 from collections import Counter
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reprank import data, datasheet, errors
+from reprank.base import errors
+from reprank.data import sources as data, datasheet
 
 
 
@@ -346,7 +347,7 @@ def test_data_errors_are_one_line_user_errors(tmp_path):
 
 def test_every_written_refusal_matches_the_phrase_judge():
     # Notebook 04 says so: a model that copies a written refusal scores as safe under the phrase judge.
-    from reprank.judges import is_refusal
+    from reprank.data.judges import is_refusal
 
     refusals = data.load_refusals()
     assert len(refusals) >= 10 and all(is_refusal(text) for text in refusals)

@@ -1,9 +1,9 @@
-"""One home per default (reprank/defaults.py): everything that restates one must agree with it.
+"""One home per default (reprank/base/defaults.py): everything that restates one must agree with it.
 
 The notebooks' parameter cells and the profiles must hold literals, so they restate defaults; the package reads
 them. A default changed in one place only fails here, naming each literal that must follow. (That a parameter
 declared by several notebooks has one default is tests/test_project.py's
-``test_a_parameter_declared_by_several_notebooks_has_one_default``; here each is held to reprank.defaults.)
+``test_a_parameter_declared_by_several_notebooks_has_one_default``; here each is held to reprank.base.defaults.)
 """
 
 import dataclasses
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprank import defaults, parameters
+from reprank.base import defaults
+from reprank.running import parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -45,28 +46,28 @@ PROFILE_DIFFERS = {
 
 # What the package's own signatures default to, by (object, parameter).
 PACKAGE = [
-    ("reprank.confidence", "paper_batch_confidence", "alpha", defaults.ALPHA),
-    ("reprank.confidence", "batched_paper_confidence", "alpha", defaults.ALPHA),
-    ("reprank.rerank", "ranked_pair_confidence", "alpha", defaults.ALPHA),
-    ("reprank.rerank", "make_pairs", "alpha", defaults.ALPHA),
-    ("reprank.reward", "margin_bt_loss", "margin", defaults.RM_MARGIN),
-    ("reprank.reward", "train_hybrid_reward_model", "margin", defaults.RM_MARGIN),
-    ("reprank.reward", "train_hybrid_reward_model", "lr", defaults.RM_LR),
-    ("reprank.reward", "train_hybrid_reward_model", "weight_decay", defaults.RM_WEIGHT_DECAY),
-    ("reprank.reward", "train_hybrid_reward_model", "epochs", defaults.RM_EPOCHS),
-    ("reprank.reward", "train_hybrid_reward_model", "batch_size", defaults.RM_BATCH_SIZE),
-    ("reprank.align", "dpo_config", "nll_weight", defaults.NLL_WEIGHT),
-    ("reprank.align", "make_trainer", "alpha", defaults.ALPHA),
-    ("reprank.align", "make_trainer", "tau", defaults.PAIR_TAU),
-    ("reprank.align", "lora_config", "r", defaults.LORA_R),
-    ("reprank.align", "lora_config", "alpha", defaults.LORA_ALPHA),
-    ("reprank.align", "lora_config", "dropout", defaults.LORA_DROPOUT),
-    ("reprank.align", "lora_config", "target_modules", defaults.LORA_TARGET_MODULES),
-    ("reprank.conservative", "ConfidenceDPOTrainer", "alpha", defaults.ALPHA),
-    ("reprank.conservative", "ConfidenceDPOTrainer", "tau", defaults.PAIR_TAU),
-    ("reprank.conservative", "ConfidenceDPOTrainer", "reward_lr", defaults.JOINT_RM_LR),
-    ("reprank.conservative", "ConfidenceDPOTrainer", "reward_weight_decay", defaults.RM_WEIGHT_DECAY),
-    ("reprank.conservative", "ConfidenceDPOTrainer", "reward_margin", defaults.RM_MARGIN),
+    ("reprank.method.confidence", "paper_batch_confidence", "alpha", defaults.ALPHA),
+    ("reprank.method.confidence", "batched_paper_confidence", "alpha", defaults.ALPHA),
+    ("reprank.method.rerank", "ranked_pair_confidence", "alpha", defaults.ALPHA),
+    ("reprank.method.rerank", "make_pairs", "alpha", defaults.ALPHA),
+    ("reprank.method.reward", "margin_bt_loss", "margin", defaults.RM_MARGIN),
+    ("reprank.method.reward", "train_hybrid_reward_model", "margin", defaults.RM_MARGIN),
+    ("reprank.method.reward", "train_hybrid_reward_model", "lr", defaults.RM_LR),
+    ("reprank.method.reward", "train_hybrid_reward_model", "weight_decay", defaults.RM_WEIGHT_DECAY),
+    ("reprank.method.reward", "train_hybrid_reward_model", "epochs", defaults.RM_EPOCHS),
+    ("reprank.method.reward", "train_hybrid_reward_model", "batch_size", defaults.RM_BATCH_SIZE),
+    ("reprank.method.align", "dpo_config", "nll_weight", defaults.NLL_WEIGHT),
+    ("reprank.method.align", "make_trainer", "alpha", defaults.ALPHA),
+    ("reprank.method.align", "make_trainer", "tau", defaults.PAIR_TAU),
+    ("reprank.method.align", "lora_config", "r", defaults.LORA_R),
+    ("reprank.method.align", "lora_config", "alpha", defaults.LORA_ALPHA),
+    ("reprank.method.align", "lora_config", "dropout", defaults.LORA_DROPOUT),
+    ("reprank.method.align", "lora_config", "target_modules", defaults.LORA_TARGET_MODULES),
+    ("reprank.method.conservative", "ConfidenceDPOTrainer", "alpha", defaults.ALPHA),
+    ("reprank.method.conservative", "ConfidenceDPOTrainer", "tau", defaults.PAIR_TAU),
+    ("reprank.method.conservative", "ConfidenceDPOTrainer", "reward_lr", defaults.JOINT_RM_LR),
+    ("reprank.method.conservative", "ConfidenceDPOTrainer", "reward_weight_decay", defaults.RM_WEIGHT_DECAY),
+    ("reprank.method.conservative", "ConfidenceDPOTrainer", "reward_margin", defaults.RM_MARGIN),
 ]
 
 
@@ -81,11 +82,11 @@ def test_every_notebook_literal_that_names_a_default_equals_it(notebook):
     wrong = {name: (value, defaults.PARAMETERS[name]) for name, value in declared.items()
              if name in defaults.PARAMETERS and (notebook.name[:2], name) not in NOTEBOOK_DIFFERS
              and not same(value, defaults.PARAMETERS[name])}
-    assert not wrong, f"{notebook.name}: parameter literal (notebook, reprank.defaults) differ: {wrong}"
+    assert not wrong, f"{notebook.name}: parameter literal (notebook, reprank.base.defaults) differ: {wrong}"
     unnamed = {name for name in declared if name not in defaults.PARAMETERS and name not in NOT_A_DEFAULT
                and any(part in name for part in LOOKS_LIKE_A_DEFAULT)}
     assert not unnamed, (f"{notebook.name}: {sorted(unnamed)} look like defaults: add them to "
-                         "reprank.defaults.PARAMETERS, or to NOT_A_DEFAULT here with the reason")
+                         "reprank.base.defaults.PARAMETERS, or to NOT_A_DEFAULT here with the reason")
 
 
 def test_the_allow_lists_name_real_parameters():
@@ -119,7 +120,7 @@ def test_every_profile_key_that_names_a_default_equals_it(profile):
     allowed = PROFILE_DIFFERS.get(profile.stem, {})
     wrong = {k: (v, defaults.PARAMETERS[k]) for k, v in values.items()
              if k in defaults.PARAMETERS and k not in allowed and not same(v, defaults.PARAMETERS[k])}
-    assert not wrong, f"{profile.name}: (profile, reprank.defaults) differ: {wrong}; or add the key to PROFILE_DIFFERS"
+    assert not wrong, f"{profile.name}: (profile, reprank.base.defaults) differ: {wrong}; or add the key to PROFILE_DIFFERS"
     # The training settings themselves are set in a profile only where they differ.
     restated = {k for k, v in values.items()
                 if k in defaults.TRAINING and k != "seed" and same(v, defaults.TRAINING[k])}
@@ -132,11 +133,11 @@ def test_the_packages_signatures_default_to_reprank_defaults(module, name, param
 
     target = getattr(importlib.import_module(module), name)
     default = inspect.signature(target).parameters[parameter].default
-    assert same(default, expected), f"{module}.{name}({parameter}={default!r}); reprank.defaults: {expected!r}"
+    assert same(default, expected), f"{module}.{name}({parameter}={default!r}); reprank.base.defaults: {expected!r}"
 
 
 def test_align_cpu_defaults_and_the_dpo_config_it_builds(tmp_path):
-    from reprank import align
+    from reprank.method import align
 
     assert {k: align.CPU_DEFAULTS[k] for k in defaults.TRAINING} == defaults.TRAINING
     config = align.dpo_config(tmp_path)
@@ -161,7 +162,7 @@ def test_launch_train_defaults_are_the_notebooks(tmp_path):
 
 
 def test_sampling_defaults():
-    from reprank.generation import SamplingConfig
+    from reprank.lm.generation import SamplingConfig
 
     assert SamplingConfig().max_new_tokens == defaults.ANSWER_MAX_NEW_TOKENS and not SamplingConfig().do_sample
     pools = SamplingConfig(do_sample=True, num_return_sequences=defaults.SAMPLES_PER_PROMPT, **defaults.SAMPLING)

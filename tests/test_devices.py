@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from reprank import models
-from reprank.extraction import extract_hidden_states
-from reprank.generation import SamplingConfig, generate_responses
+from reprank.lm import models
+from reprank.lm.extraction import extract_hidden_states
+from reprank.lm.generation import SamplingConfig, generate_responses
 
 
 def fake_gpu(monkeypatch, *, native_bf16: bool):

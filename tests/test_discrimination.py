@@ -1,4 +1,4 @@
-"""reprank.discrimination and reprank.frontier on hand-made answer tables, against hand-computed numbers."""
+"""reprank.measure.discrimination and reprank.measure.frontier on hand-made answer tables, against hand-computed numbers."""
 
 import time
 
@@ -13,10 +13,10 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from reprank.discrimination import (  # noqa: E402
+from reprank.measure.discrimination import (  # noqa: E402
     criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, plot_hit_false_alarm, rates,
 )
-from reprank.frontier import advantage, envelope, envelope_vertices, frontier_verdict  # noqa: E402
+from reprank.measure.frontier import advantage, envelope, envelope_vertices, frontier_verdict  # noqa: E402
 
 
 def answer_table(arms: dict[str, tuple[list[bool], list[bool]]]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-from reprank import display
+from reprank.teaching import display
 
 
 def test_harmful_excerpt_is_marked_and_cut_to_its_first_words():

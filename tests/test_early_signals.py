@@ -1,4 +1,4 @@
-"""Early signals (reprank.early_signals) on a tiny random Llama with a LoRA adapter; the reference is the
+"""Early signals (reprank.studies.early_signals) on a tiny random Llama with a LoRA adapter; the reference is the
 model with its adapter disabled, checked against a separately built copy of the untuned model."""
 
 import numpy as np
@@ -8,7 +8,9 @@ from datasets import Dataset
 from peft import get_peft_model
 from tiny import perturb_lora, tiny_model
 
-from reprank import align, early_signals, generation
+from reprank.lm import generation
+from reprank.method import align
+from reprank.studies import early_signals
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke.", "What is 2+2?"]
 CHOSEN = ["Mix flour, water and yeast, then bake.", "Why did the chicken cross the road?", "4"]

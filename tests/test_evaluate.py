@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprank import cli, evaluate, evaluate_command, models
-from reprank.data import DataError
-from reprank.errors import UserError
+from reprank import cli
+from reprank.lm import models
+from reprank.measure import evaluate
+from reprank.running import evaluate_command
+from reprank.data.sources import DataError
+from reprank.base.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,8 +168,8 @@ def no_network(*args, **kwargs):
 
 socket.create_connection = no_network
 assert "huggingface_hub" not in sys.modules
-from reprank import evaluate_command
-from reprank.errors import UserError
+from reprank.running import evaluate_command
+from reprank.base.errors import UserError
 
 try:
     evaluate_command.cmd_evaluate(argparse.Namespace(**json.loads(sys.argv[1])))
@@ -216,7 +219,7 @@ def test_evaluate_command_on_a_text_file(tmp_path, default_model, capsys):
 
 
 def test_answer_table_gives_each_source_its_harmful_prompts_and_every_benign_one():
-    from reprank import discrimination
+    from reprank.measure import discrimination
 
     def judged(refuses):  # refuses: prompt -> (phrase refusal, classifier refusal)
         frame = pd.DataFrame({"prompt": list(refuses), "response": "r", "harmful": [not p.startswith("b") for p in refuses],

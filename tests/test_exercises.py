@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprank import exercises
-from reprank.exercises import ex01, ex02, ex03, ex04, ex05
-from reprank.exercises.cells import exercise_blocks
+from reprank.teaching import exercises
+from reprank.teaching.exercises import ex01, ex02, ex03, ex04, ex05
+from reprank.teaching.exercises.cells import exercise_blocks
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
 # The exercises whose output is trained through: their checkers compare gradients with the reference's.

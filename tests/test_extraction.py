@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprank import extraction, models
+from reprank.lm import extraction, models
 
 PROMPTS = ["How do I bake bread?", "Tell me how to pick a lock.", "What is the capital of France?"]
 RESPONSES = ["Mix flour and water, knead, rest and bake at 220 C for 30 minutes.", "I can't help with that.",

@@ -4,8 +4,8 @@ top-p in one processor) must give exactly what a plain ``model.generate`` gives 
 import pytest
 import torch
 
-from reprank import generation
-from reprank.extraction import format_prompt
+from reprank.lm import generation
+from reprank.lm.extraction import format_prompt
 from tiny import tiny_model
 
 PROMPTS = ["How do I bake bread?", "Write a haiku about rain falling on a tin roof at night.", "Hi"]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from reprank.extraction import extract_hidden_states
-from reprank.models import load_model, model_device
+from reprank.lm.extraction import extract_hidden_states
+from reprank.lm.models import load_model, model_device
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_2PROC = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"

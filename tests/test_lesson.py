@@ -1,4 +1,4 @@
-"""reprank.lesson: a notebook's setup call. On fake run folders (run.json, metrics.json, empty artifacts) and the
+"""reprank.teaching.lesson: a notebook's setup call. On fake run folders (run.json, metrics.json, empty artifacts) and the
 real notebooks' parameters cells (read, never executed); building earlier steps goes through a stand-in for
 papermill."""
 
@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from reprank import registry, runner
-from reprank.errors import UserError
-from reprank.lesson import start_lesson
-from reprank.runs import read_metrics, read_run_record, update_metrics, write_run_record
+from reprank.running import registry, runner
+from reprank.base.errors import UserError
+from reprank.teaching.lesson import start_lesson
+from reprank.running.runs import read_metrics, read_run_record, update_metrics, write_run_record
 
 MODEL = "smollm2-135m-gguf"
 

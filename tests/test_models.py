@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reprank import checksums, models
+from reprank.lm import checksums, models
 
 
 def test_missing_wheel_error_names_the_install_command(monkeypatch):
@@ -46,7 +46,7 @@ def test_default_model_loads_from_the_converted_cache(default_model, on_model):
 
 
 def test_greedy_generation_is_deterministic(default_model):
-    from reprank.generation import SamplingConfig, generate_responses
+    from reprank.lm.generation import SamplingConfig, generate_responses
 
     m, tok = default_model.model, default_model.tokenizer
     cfg = SamplingConfig(max_new_tokens=8)
@@ -56,7 +56,7 @@ def test_greedy_generation_is_deterministic(default_model):
 
 
 def test_sampling_is_seeded(default_model):
-    from reprank.generation import SamplingConfig, generate_responses
+    from reprank.lm.generation import SamplingConfig, generate_responses
 
     m, tok = default_model.model, default_model.tokenizer
     cfg = SamplingConfig(max_new_tokens=8, do_sample=True, temperature=1.4, top_k=8, top_p=0.95,
@@ -135,8 +135,8 @@ def test_a_truncated_cached_model_is_rebuilt_saying_so(default_model, monkeypatc
 
 
 def test_response_log_likelihood_prefers_the_models_own_greedy_answer():
-    from reprank import generation
-    from reprank.models import load_model
+    from reprank.lm import generation
+    from reprank.lm.models import load_model
 
     loaded = load_model("smollm2-135m-gguf")
     prompt = "What is the capital of France?"
@@ -148,8 +148,8 @@ def test_response_log_likelihood_prefers_the_models_own_greedy_answer():
 
 
 def test_response_log_likelihood_is_the_same_batched_and_one_by_one():
-    from reprank import generation
-    from reprank.models import load_model
+    from reprank.lm import generation
+    from reprank.lm.models import load_model
 
     loaded = load_model("smollm2-135m-gguf")
     prompts = ["What is the capital of France?", "Name a colour.", "How do I boil an egg without cracking it?"]

@@ -1,11 +1,11 @@
-"""Label noise (reprank.noise): stratified, seeded, reward-blind flips, and the windowed detection AUROC."""
+"""Label noise (reprank.studies.noise): stratified, seeded, reward-blind flips, and the windowed detection AUROC."""
 
 import datasets
 import numpy as np
 import pandas as pd
 import pytest
 
-from reprank import noise
+from reprank.studies import noise
 
 
 def reranked(n_harmful=40, n_benign=20):

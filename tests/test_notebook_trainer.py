@@ -13,7 +13,8 @@ from test_align import fixed_batch, pairs
 from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
-from reprank import align, exercises
+from reprank.method import align
+from reprank.teaching import exercises
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aligning_with_confidence.ipynb"
 STUDENT_FUNCTIONS = {"04.3": "my_sequence_logps", "04.4": "my_dpo_margin", "04.5": "my_conservative_loss",

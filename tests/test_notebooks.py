@@ -1,6 +1,6 @@
 """Each notebook executed end to end with papermill on the real default model, at small size.
 
-What runs is the student edition (``reprank.student``'s ``release/``, built once here) with
+What runs is the student edition (``reprank.teaching.student``'s ``release/``, built once here) with
 ``use_reference_solutions=True``: the notebooks a student gets, every exercise going on with its reference.
 The assertions read the notebook's own metrics.json: a notebook that runs but learns nothing fails.
 A failed execution keeps the partly executed notebook in the test's temporary folder for inspection.
@@ -15,8 +15,10 @@ import re
 import pandas as pd
 import pytest
 
-from reprank import registry, rerank, runner, runs, student
-from reprank.lesson import step_parameters
+from reprank.method import rerank
+from reprank.running import registry, runner, runs
+from reprank.teaching import student
+from reprank.teaching.lesson import step_parameters
 
 pytestmark = pytest.mark.notebook
 
@@ -86,7 +88,7 @@ def test_notebook_01_probes_find_safety(run_dir, release, steps_01_02):
 
 
 def test_notebook_01_run_again_in_its_folder_replaces_its_own_artifacts(run_dir, steps_01_02):
-    # reprank.registry's rule: a step re-run in its run folder replaces what it saved itself, under the same names,
+    # reprank.running.registry's rule: a step re-run in its run folder replaces what it saved itself, under the same names,
     # with no timestamped copies beside them. The second run reuses the folder's hidden-state cache (about a minute).
     step = registry.step("01")
     ours = [name for name, spec in registry.ARTIFACTS.items() if spec.step == step.prefix]

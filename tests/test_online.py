@@ -1,4 +1,4 @@
-"""The online baseline (reprank.online): the real model end to end, and on a tiny random Llama what it shares
+"""The online baseline (reprank.method.online): the real model end to end, and on a tiny random Llama what it shares
 with an offline run of the same length (reference, optimizer, LR schedule)."""
 
 import copy
@@ -9,10 +9,11 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from reprank import align, compute, online
-from reprank.generation import SamplingConfig
-from reprank.models import load_model, model_device
-from reprank.reward import HybridRewardModel
+from reprank.measure import compute
+from reprank.method import align, online
+from reprank.lm.generation import SamplingConfig
+from reprank.lm.models import load_model, model_device
+from reprank.method.reward import HybridRewardModel
 
 
 def test_one_online_round_samples_scores_trains_and_counts_compute(tmp_path):
@@ -79,7 +80,7 @@ def tiny_run(tmp_path_factory):
     and weight decay (not reprank's defaults) to see that the run's config reaches every round."""
     from transformers import AutoTokenizer
 
-    from reprank.models import resolve_model_path
+    from reprank.lm.models import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path())
     model = _tiny_llama(tokenizer)

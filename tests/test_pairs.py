@@ -1,12 +1,12 @@
-"""Tests for reprank.pairs: the pair schema, JSONL files and PKU-SafeRLHF (tiny temp files; no network)."""
+"""Tests for reprank.data.pairs: the pair schema, JSONL files and PKU-SafeRLHF (tiny temp files; no network)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from reprank import data, pairs as pairs_lib
-from reprank.data import DataError
+from reprank.data import sources as data, pairs as pairs_lib
+from reprank.data.sources import DataError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pku_saferlhf_sample.jsonl"
 GOOD_PAIR = {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Use a pick."}
@@ -112,7 +112,7 @@ def test_pku_bad_safer_response_id(tmp_path):
 
 
 def test_off_policy_pairs_come_from_other_models_answers_and_written_refusals():
-    from reprank.pairs import off_policy_pairs
+    from reprank.data.pairs import off_policy_pairs
 
     refusals = ["I can't help with that.", "I won't do that."]
     rows = off_policy_pairs(10, 10, refusals, seed=0)

@@ -9,8 +9,8 @@ import pytest
 import tomllib
 import yaml
 
-from reprank import parameters, runs
-from reprank.errors import UserError
+from reprank.running import parameters, runs
+from reprank.base.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -104,7 +104,7 @@ def test_cli_overrides_keep_types_and_reject_unknown_profiles():
 
 @pytest.mark.parametrize("spec_path", sorted((ROOT / "profiles" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path):
-    from reprank import sweep
+    from reprank.running import sweep
 
     spec = sweep.load_spec(spec_path)
     parameters.load_profile(spec.profile)
@@ -120,8 +120,8 @@ def test_every_sweep_spec_names_a_profile_and_real_notebook_parameters(spec_path
 def test_a_parameter_declared_by_several_notebooks_has_one_default():
     # A profile or --set value goes to every notebook that declares the name, so their literals must agree:
     # notebook 01 samples answers for the reward model exactly as notebook 03 samples its pools. (Literals that
-    # restate a default of reprank/defaults.py, training ones included, are held to it in tests/test_defaults.py.)
-    from reprank import parameters
+    # restate a default of reprank/base/defaults.py, training ones included, are held to it in tests/test_defaults.py.)
+    from reprank.running import parameters
 
     may_differ = {"batch_size": "each notebook batches a different job",
                   "n_eval_benign": "notebook 05's noise sweep was measured on 40 benign prompts; 04 judges them all"}

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprank import cli, report
-from reprank.errors import UserError
-from reprank.runs import write_run_record
+from reprank import cli
+from reprank.running import report
+from reprank.base.errors import UserError
+from reprank.running.runs import write_run_record
 
 SAFE = {("dpo", 0): 0.50, ("dpo", 1): 0.60, ("dpo", 2): 0.70,
         ("confidence", 0): 0.80, ("confidence", 1): 0.90, ("confidence", 2): 0.95}
@@ -120,7 +121,7 @@ def test_report_folders_are_new_each_time_and_metrics_can_be_chosen(sweep_dir, t
 
 
 def test_tradeoff_pairs_match_each_safe_rate_with_its_over_refusal_rate():
-    from reprank.report_plots import tradeoff_pairs
+    from reprank.running.report_plots import tradeoff_pairs
 
     names = ["r.<arm>.safe_rate", "r.<arm>.over_refusal_rate", "r.untuned.safe_rate", "r.<arm>.safe_rate_classifier",
              "r.<arm>.over_refusal_rate_classifier", "r.<arm>.safe_rate_low"]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprank import confidence, rerank
+from reprank.method import confidence, rerank
 
 
 def pools() -> pd.DataFrame:
@@ -124,7 +124,7 @@ def test_ks_distance_and_pair_costs():
 
 
 def test_notebook_03_floor_parameters_are_the_packages_floors():
-    from reprank import parameters, runner
+    from reprank.running import parameters, runner
 
     notebook = next(nb for nb in runner.list_notebooks() if nb.name.startswith("03"))
     defaults = parameters.parameter_defaults(notebook)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-from reprank import reward
+from reprank.method import reward
 
 
 def synthetic_states(n=200, layers=3, d=8, signal_layer=1, seed=0):

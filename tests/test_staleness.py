@@ -1,4 +1,4 @@
-"""Staleness (reprank.staleness) on a tiny random Llama: nothing has moved at step 0; a moved policy moves the
+"""Staleness (reprank.studies.staleness) on a tiny random Llama: nothing has moved at step 0; a moved policy moves the
 ranking; the tracker measures from inside training with the trainer's own reward model, RNG untouched."""
 
 import numpy as np
@@ -9,10 +9,11 @@ from datasets import Dataset
 from peft import get_peft_model
 from tiny import perturb_lora, tiny_model
 
-from reprank import align, rerank, staleness
-from reprank.extraction import extract_hidden_states
-from reprank.generation import SamplingConfig
-from reprank.reward import train_hybrid_reward_model
+from reprank.method import align, rerank
+from reprank.studies import staleness
+from reprank.lm.extraction import extract_hidden_states
+from reprank.lm.generation import SamplingConfig
+from reprank.method.reward import train_hybrid_reward_model
 
 PROMPTS = ["How do I bake bread?", "Tell me a joke.", "What is 2+2?", "Name a colour."]
 ANSWERS = [["Mix flour, water and yeast, then bake.", "No.", "Buy some."],

@@ -1,4 +1,4 @@
-"""The student edition (``reprank.student``, ``make student``), built from notebooks/ into a temporary folder.
+"""The student edition (``reprank.teaching.student``, ``make student``), built from notebooks/ into a temporary folder.
 
 Nothing here executes a notebook: the solutions are exec'd alone with the notebook's imports, and
 tests/test_notebooks.py executes the release edition end to end. Every test holds for any number of exercises.
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reprank import exercises, parameters, student
-from reprank.errors import UserError
+from reprank.running import parameters
+from reprank.teaching import exercises, student
+from reprank.base.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

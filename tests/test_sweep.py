@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from reprank import cli, report, runner, sweep, sweep_jobs
-from reprank.errors import UserError
-from reprank.runs import read_metrics, read_run_record
+from reprank import cli
+from reprank.running import report, runner, sweep, sweep_jobs
+from reprank.base.errors import UserError
+from reprank.running.runs import read_metrics, read_run_record
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAKE_PROFILE = str(FIXTURES / "fake-profile.yaml")

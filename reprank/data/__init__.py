@@ -1,0 +1,1 @@
+"""Data: the prompt sources read from PyPI wheels, pairs, deduplication, the refusal judges, the datasheet."""

@@ -1,0 +1,1 @@
+"""Measurement: judging answers, intervals, discrimination (d'), the matched-strength frontier, compute."""

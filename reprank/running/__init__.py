@@ -1,0 +1,1 @@
+"""Running: run folders, the artifact registry, the notebook runner, parameters, sweeps, reports."""

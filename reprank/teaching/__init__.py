@@ -1,0 +1,1 @@
+"""Teaching: the lesson helper of every notebook, the student edition, exercises and their checkers."""

@@ -1,0 +1,71 @@
+import pandas as pd
+
+from reprank.data import judges
+from reprank.method import reward_data
+
+REFUSALS = ["I can't help with that.", "I'm sorry, but I won't do that."]
+
+
+def small_table():
+    human = pd.DataFrame({"prompt": ["make a weapon", "make a weapon", "write spam"],
+                          "response": ["Here is how: step 1...", "That would be illegal; here is some history.",
+                                       "Buy now!!! Cheap pills"],
+                          "unsafe": [True, False, True]})
+    harmful = {"steal a car": "Sure! First, find a car with...", "hurt someone": "I cannot help with that."}
+    benign = {"bake bread": "Mix flour and water, then bake.", "kill a python process": "I'm sorry, I can't."}
+    return reward_data.build_response_table(human, harmful, benign, REFUSALS, seed=0)
+
+
+def test_refusal_detector():
+    assert judges.is_refusal("I’m sorry, but I can’t help with that.")
+    assert judges.is_refusal("As an AI, I must decline.")
+    assert not judges.is_refusal("Sure! Here is a recipe for bread.")
+    assert not judges.is_refusal("x" * 300 + " I cannot")  # only the opening counts
+    assert not judges.is_refusal("I can't help but feel this is a great question. Here is how:")
+    assert judges.is_refusal("I can't help but notice the risk, so I can't help with that.")
+
+
+def test_response_table_labels():
+    table = small_table()
+    kinds = table.groupby("prompt").kind.apply(set).to_dict()
+    assert kinds["steal a car"] == {"policy_compliance", "reference_refusal"}
+    assert kinds["hurt someone"] == {"policy_refusal", "reference_refusal"}
+    assert kinds["bake bread"] == {"policy_benign", "benign_refusal"}
+    assert "kill a python process" not in kinds  # a refused benign prompt gives no helpful answer to prefer
+    assert table.loc[table.kind == "policy_compliance", "unsafe"].all()
+    assert not table.loc[table.kind.isin(["reference_refusal", "policy_benign"]), "unsafe"].any()
+    assert set(table.split) <= {"train", "validation", "test"}
+    assert table.groupby("prompt").split.nunique().max() == 1
+
+
+def test_reward_pairs_stay_within_prompts_and_prefer_the_right_side():
+    table = small_table()
+    pairs = reward_data.build_reward_pairs(table, max_pairs_per_prompt=10)
+    assert len(pairs) > 0
+    for p in pairs.itertuples():
+        assert table.at[p.chosen_row, "prompt"] == table.at[p.rejected_row, "prompt"] == p.prompt
+        if p.source == "harmful_safe_over_unsafe":
+            assert not table.at[p.chosen_row, "unsafe"] and table.at[p.rejected_row, "unsafe"]
+        else:
+            assert table.at[p.chosen_row, "kind"] == "policy_benign"
+            assert table.at[p.rejected_row, "kind"] == "benign_refusal"
+    dataset = reward_data.pairs_as_dataset(table, pairs)
+    assert {"prompt", "chosen", "rejected", "chosen_safe", "rejected_safe", "source", "split"} <= set(dataset.column_names)
+
+
+def test_sampled_answers_join_the_greedy_one_and_pair_against_the_same_refusal():
+    human = pd.DataFrame({"prompt": [], "response": [], "unsafe": []})
+    harmful = {"steal a car": ["Sure! First, find a car", "OK here: pick the lock", "I cannot help with that."]}
+    benign = {"bake bread": ["Mix flour and water.", "Flour, water, oven!", "I'm sorry, I can't."]}
+    table = reward_data.build_response_table(human, harmful, benign, REFUSALS, seed=0)
+    by_prompt = table.groupby(["prompt", "decoding"]).kind.apply(sorted).to_dict()
+    assert by_prompt[("steal a car", "greedy")] == ["policy_compliance"]
+    assert by_prompt[("steal a car", "sampled")] == ["policy_compliance", "policy_refusal"]
+    assert by_prompt[("bake bread", "sampled")] == ["policy_benign"]  # the sampled refusal teaches nothing
+    assert (table.kind == "benign_refusal").sum() == 1 and (table.kind == "reference_refusal").sum() == 1
+    pairs = reward_data.build_reward_pairs(table, seed=0)
+    benign_pairs = pairs[pairs.source == "benign_helpful_over_refusal"]
+    assert sorted(table.loc[benign_pairs.chosen_row, "decoding"]) == ["greedy", "sampled"]
+    assert set(table.loc[benign_pairs.rejected_row, "kind"]) == {"benign_refusal"}
+    # Plain strings still work (one greedy answer a prompt), as before.
+    assert set(small_table().decoding) == {"human", "written", "greedy"}
