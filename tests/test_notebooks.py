@@ -201,6 +201,10 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     mechanism = metrics["paper_confidence"]["paper"]
     assert 0.5 <= mechanism["mean_p"] < 0.99 and 0 <= mechanism["floor_share"] <= 1
     assert 0 <= mechanism["disagreement_share"] <= 1
+    # ... and its shares are the logs' own: a step is at the floor exactly when its p is 0.5, and a batch at the
+    # floor has at least one of its pairs ranked backwards by the current reward.
+    assert (mechanism["floor_share"] > 0) == (mechanism["min_p"] == 0.5)
+    assert mechanism["disagreement_share"] >= mechanism["floor_share"] / SMALL_ALIGN.get("per_device_train_batch_size", 4)
     # Offline p from the ranking's own RM is above 0.5 for every pair (why it cannot reorder anything).
     assert metrics["offline_confidence_min"] > 0.5
     # The off-policy comparison (its training run and its pairs' shift diagnostic) is off here and by default:
@@ -228,7 +232,7 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     # Matched strength (section 5b): a verdict per judge and source, its distance to the DPO family's frontier and
     # to the permuted replay's, each inside its paired interval; "helps" only when both intervals lie above 0.
     frontier = metrics["frontier"]
-    assert frontier["verdicts"]
+    assert frontier["verdicts"] and frontier["paper_mean_p"] == mechanism["mean_p"]  # the replay's p is paper's own
     for verdict in frontier["verdicts"]:
         assert verdict["arm"] in {"paper", "paper_replay in order"} and verdict["control"] == "paper_replay permuted"
         for key in ("advantage", "vs_control"):
