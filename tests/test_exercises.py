@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reprank.base.errors import UserError
 from reprank.teaching import exercises
 from reprank.teaching.exercises import ex01, ex02, ex03, ex04, ex05
 from reprank.teaching.exercises.cells import exercise_blocks
@@ -79,8 +80,12 @@ def test_every_wrong_answer_the_issue_lists_is_in_the_catalogue():
 
 @pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
 def test_stub_stops_the_lesson_unless_the_reference_is_asked_for(exercise):
-    with pytest.raises(exercises.ExerciseNotDone, match=f"exercise {exercise.id} .*{exercise.function}"):
+    with pytest.raises(exercises.ExerciseNotDone, match=f"exercise {exercise.id} .*{exercise.function}") as caught:
         exercises.check(exercise.id, unfinished)
+    # ... and says how to get unstuck on this exercise alone, in one line.
+    message = str(caught.value)
+    assert f'{exercise.function} = exercises.skip("{exercise.id}")' in message and "\n" not in message
+    assert f'exercises.show_solution("{exercise.id}")' in message
     assert exercises.check(exercise.id, unfinished, use_reference=True) is exercise.reference
 
 
@@ -208,3 +213,106 @@ def test_the_notebooks_own_solutions_pass_their_checkers(notebook, exercise_id):
     # The notebooks run their hidden solutions through these checkers (use_reference_solutions = True).
     solution = _solutions(notebook)[exercise_id]
     assert exercises.check(exercise_id, solution) is solution
+
+
+# Stuck on one exercise: exercises.show_solution prints its solution, exercises.skip skips it alone.
+
+def _solution_region(notebook: Path, exercise_id: str) -> str:
+    """The exercise's solution cell in the notebook, read here without reprank: the cell before its check cell, its
+    `#@title` and guard lines dropped, dedented, the BEGIN / END SOLUTION lines dropped."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    at = next(i for i, cell in enumerate(cells) if f'exercises.check("{exercise_id}"' in cell.source)
+    lines = cells[at - 1].source.rstrip().split("\n")[2:]
+    return "\n".join(line[4:] for line in lines if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+
+
+@pytest.mark.parametrize("notebook, exercise_id", SOLUTIONS, ids=[e for _, e in SOLUTIONS])
+def test_show_solution_prints_that_exercises_solution_from_the_repository(notebook, exercise_id, capsys, tmp_path,
+                                                                          monkeypatch):
+    # REPRANK_NOTEBOOKS (the student edition, in the tests) has no solution cells: show_solution must not read it.
+    monkeypatch.setenv("REPRANK_NOTEBOOKS", str(tmp_path))
+    exercise = exercises.get(exercise_id)
+    assert exercises.show_solution(exercise_id) is None  # printed, not returned (Jupyter would show it twice)
+    header, code = capsys.readouterr().out.rstrip("\n").split("\n", 1)
+    assert header == f"# exercise {exercise_id} ({exercise.title}): the reference solution, from notebooks/{notebook.name}"
+    assert code == _solution_region(notebook, exercise_id)
+    defined = [node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)]
+    assert defined == [exercise.function]  # this exercise's function, not another's
+    others = [(n, e) for n, e in SOLUTIONS if e != exercise_id]
+    assert all(code != _solution_region(n, e) for n, e in others)
+
+
+def test_show_solution_outside_a_clone_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(exercises, "repo_root", lambda: tmp_path)
+    with pytest.raises(UserError, match=r"^exercise 01\.5: no notebook 01_\*\.ipynb in .*clone") as caught:
+        exercises.show_solution("01.5")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("call", ["get", "skip", "show_solution", "check"])
+def test_an_unknown_exercise_id_is_one_line_listing_the_known_ones(call):
+    function = {"check": lambda i: exercises.check(i, unfinished)}.get(call, getattr(exercises, call))
+    with pytest.raises(UserError) as caught:
+        function("1.5")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("exercises: no exercise '1.5'; use the id in the exercise's heading")
+    assert message.endswith(", ".join(e.id for e in exercises.all_exercises()))
+
+
+def nbgrader_points(outputs: list[dict], points: float) -> float:
+    """nbgrader's rule for an autograded test cell (nbgrader.utils.determine_grade, 0.7 to 0.9.5), written out again
+    here: an error or anything on stderr scores 0, else all points (a check cell is an assignment: it has no result,
+    which nbgrader would read as partial credit)."""
+    assert all(output["output_type"] != "execute_result" for output in outputs)
+    for output in outputs:
+        if output["output_type"] == "error" or output["output_type"] == "stream" and output["name"] == "stderr":
+            return 0.0
+    return points
+
+
+def _check_cell(exercise_id: str, fn, capsys, use_reference: bool = False) -> tuple:
+    """A check cell run: (the function the lesson goes on with or None, its outputs as nbgrader reads them)."""
+    outputs, result = [], None
+    try:
+        result = exercises.check(exercise_id, fn, use_reference=use_reference)
+    except Exception as error:
+        outputs.append({"output_type": "error", "ename": type(error).__name__, "evalue": str(error)})
+    captured = capsys.readouterr()
+    outputs += [{"output_type": "stream", "name": name, "text": text}
+                for name, text in (("stdout", captured.out), ("stderr", captured.err)) if text]
+    return result, outputs
+
+
+@pytest.mark.parametrize("exercise", exercises.all_exercises(), ids=lambda e: e.id)
+def test_a_skipped_exercise_goes_on_with_the_reference_and_scores_nothing(exercise, capsys):
+    skipped = exercises.skip(exercise.id)
+    assert skipped is exercise.reference
+    result, outputs = _check_cell(exercise.id, skipped, capsys)
+    assert result is exercise.reference  # the lesson goes on with the reference
+    assert outputs == [{"output_type": "stream", "name": "stderr",
+                        "text": f"exercise {exercise.id} ({exercise.title}): skipped; the lesson goes on with the "
+                                f"reference solution (no points for this exercise)\n"}]
+    assert nbgrader_points(outputs, exercise.points) == 0
+
+
+def test_only_the_students_own_right_answer_scores(capsys):
+    exercise = exercises.get("01.5")
+    mine = lambda c, r, m: F.softplus(-(c - r - m)).mean()
+    for fn, use_reference, expected in [(mine, False, exercise.points),  # right: full points, on stdout
+                                        (exercise.reference, False, 0),  # the reference imported: a skip
+                                        (unfinished, True, 0),  # use_reference_solutions switched on in another cell
+                                        (unfinished, False, 0),  # not done: ExerciseNotDone
+                                        (lambda c, r, m: (c - r).mean(), False, 0)]:  # wrong: ExerciseWrong
+        result, outputs = _check_cell("01.5", fn, capsys, use_reference)
+        assert nbgrader_points(outputs, exercise.points) == expected, outputs
+    result, outputs = _check_cell("01.5", mine, capsys)
+    assert result is mine and [o["name"] for o in outputs] == ["stdout"] and "correct on" in outputs[0]["text"]
+    _, outputs = _check_cell("01.5", exercises.skip("01.5"), capsys)
+    assert "): skipped; " in outputs[0]["text"]
+
+
+def test_skipping_another_exercise_by_mistake_is_one_line_naming_both(capsys):
+    with pytest.raises(UserError) as caught:
+        exercises.check("01.5", exercises.skip("01.4"))
+    assert str(caught.value) == ("exercise 01.5 got exercise 01.4's reference solution; to skip this one, write "
+                                 "`my_margin_loss = exercises.skip(\"01.5\")`")

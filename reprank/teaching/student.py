@@ -12,6 +12,10 @@
   reference solutions on).
 - ``DIR/README.md``: how to use each folder, with nbgrader or without.
 
+Neither edition has the hidden solution cells, so in both the text that says they are there is reworded
+(``NO_SOLUTION_CELLS``), and the first markdown cell of a notebook with exercises says how to read one solution
+(``exercises.show_solution``) and skip one exercise (``exercises.skip``): ``STUCK``.
+
 Why not nbgrader itself: nbgrader 0.9.6 (the newest) installs beside the pinned set without changing a pinned
 package, but it requires Python >= 3.11 (reprank supports 3.10), adds nine packages (SQLAlchemy, alembic,
 Mako, RapidFuzz, notebook, ipywidgets, ...) and its ``generate_assignment`` works in a course folder with a
@@ -29,6 +33,7 @@ import argparse
 import copy
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -47,6 +52,35 @@ def nbgrader_metadata(grade_id: str, solution: bool = False, points: int | None 
     metadata = {"grade": points is not None, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
                 "solution": solution, "task": False}
     return metadata if points is None else {**metadata, "points": points}
+
+
+# What the repository's notebooks say about their hidden solution cells, reworded for the editions (which lack them).
+NO_SOLUTION_CELLS = [
+    (re.compile(r"the hidden (?:reference )?solution(?:s| cells) then run instead"),
+     "every check then goes on with the reference solution"),
+    (re.compile(r"\bits hidden reference solution\b"), "the reference solution"),
+]
+STUCK = ("**In the student edition** the solutions are not in the notebook. Stuck on an exercise? "
+         "`exercises.show_solution(\"{id}\")` prints exercise {id}'s reference solution (any exercise's id works), "
+         "and `{function} = exercises.skip(\"{id}\")` in the exercise's cell, in place of your def, skips that "
+         "exercise alone: its check goes on with the reference, and the exercise scores no points. "
+         "`use_reference_solutions = True` in the parameters cell goes on with every reference solution.")
+
+
+def _reword(nb, blocks) -> None:
+    """Apply ``NO_SOLUTION_CELLS`` to every cell; put ``STUCK`` in the first markdown cell (after its paragraph
+    on ``use_reference_solutions``, else at its end) when the notebook has exercises."""
+    for cell in nb.cells:
+        for pattern, replacement in NO_SOLUTION_CELLS:
+            cell.source = pattern.sub(replacement, cell.source)
+    intro = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
+    if not blocks or intro is None:
+        return
+    paragraphs = intro.source.rstrip("\n").split("\n\n")
+    at = next((i + 1 for i, p in enumerate(paragraphs) if "use_reference_solutions" in p), len(paragraphs))
+    first = blocks[0].exercise
+    paragraphs.insert(at, STUCK.format(id=first.id, function=first.function))
+    intro.source = "\n\n".join(paragraphs)
 
 
 def _clean(nb) -> None:
@@ -87,6 +121,7 @@ def editions(folder: Path | None = None) -> dict[str, tuple]:
                 del edition.cells[block.start + 2]
             source.cells[block.start + 1].source = block.solution_def
         for edition in (release, source):
+            _reword(edition, blocks)
             _clean(edition)
         built[path.name] = (release, source, blocks)
     return built
@@ -101,9 +136,15 @@ Written from `notebooks/` by `make student` (`python -m reprank.teaching.student
 
 The lessons without their solutions. Each exercise is a statement, a cell where you write a function (replace
 `# YOUR CODE HERE` and `raise NotImplementedError()`) and a check cell that runs it on named cases, edge
-cases included, against the reference in `reprank`. The lesson goes on with **your** function: a skipped
-exercise stops it at the check, with a message naming the exercise. Stuck? `use_reference_solutions = True`
-in the parameters cell makes every check go on with the reference. The notebooks need the repository's
+cases included, against the reference in `reprank`. The lesson goes on with **your** function: an exercise
+left as is stops it at the check, with a message naming the exercise. Stuck on one exercise, say 01.5?
+
+    exercises.show_solution("01.5")          # prints its reference solution (read from the repository's notebooks/)
+    my_margin_loss = exercises.skip("01.5")  # in the exercise's cell, in place of your def: skips this one alone
+
+A skipped exercise's check says so and the lesson goes on with the reference; the exercise scores no points.
+`use_reference_solutions = True` in the parameters cell makes every check go on with the reference. The
+notebooks need the repository's
 environment (`.venv/bin/jupyter lab {release}`); the command line runs them too, into a folder under `runs/`:
 
     REPRANK_NOTEBOOKS={release} .venv/bin/reprank run --set use_reference_solutions=false
@@ -123,9 +164,12 @@ cannot switch the reference solutions on). With nbgrader installed beside `repra
     nbgrader autograde reprank                          # once submissions are collected
 
 A check cell scores its points when the function is right on every case; it fails with `ExerciseWrong` (an
-`AssertionError` naming the case) or, for a stub left as is, `ExerciseNotDone`. Without nbgrader: hand out
-`release/` and run a submission with the command above; its `run.json` says `"status": "done"` or names the
-exercise that failed.
+`AssertionError` naming the case) or, for a stub left as is, `ExerciseNotDone`. A skipped exercise
+(`exercises.skip`, or the reference passed to the check some other way) passes its check so the lesson runs
+on, but the check writes `exercise NN.k (...): skipped; ...` on stderr, and nbgrader's autograder (>= 0.7)
+gives a test cell with stderr output zero points. Without nbgrader: hand out `release/` and run a submission
+with the command above; its `run.json` says `"status": "done"` or names the exercise that failed, and a
+skipped exercise's line is in the executed notebook the run folder holds (`grep -l '): skipped;' runs/*/*.ipynb`).
 
 | notebook | exercise | function | points |
 |---|---|---|---|

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprank.base.errors import UserError
-from reprank.teaching.exercises import Exercise, all_exercises
+# The registry, not the package: the package imports this module (for show_solution), and importing this module
+# runs the package first, which registers every exercise.
+from reprank.teaching.exercises.checking import REGISTRY, Exercise
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's replacement text for Python
@@ -142,7 +144,7 @@ def exercise_blocks(path: Path, cells: list) -> list[Block]:
         if not found:
             fail(index + 3, f"must start with `my_fn = exercises.check(\"NN.k\", my_fn, use_reference={FLAG})`")
         exercise_id, assigned, checked = found
-        exercise = next((e for e in all_exercises() if e.id == exercise_id), None)
+        exercise = REGISTRY.get(exercise_id)
         if exercise is None:
             fail(index + 3, f"exercise {exercise_id!r} is not registered in reprank.teaching.exercises")
         if not exercise_id.startswith(path.name[:2] + "."):
