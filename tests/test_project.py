@@ -134,3 +134,46 @@ def test_a_parameter_declared_by_several_notebooks_has_one_default():
     for name, by_notebook in shared.items():
         if name not in may_differ:
             assert len({repr(v) for v in by_notebook.values()}) == 1, f"{name} differs: {by_notebook}"
+
+
+def _notebook_code(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_every_name_a_notebook_reads_exists(notebook):
+    # Without running it: every name its code reads is bound somewhere in the notebook, and every attribute it
+    # reads from a reprank module exists there. A module or function renamed in the package but not in a
+    # notebook fails here in a second, not after minutes of papermill.
+    import ast
+    import builtins
+    import importlib
+
+    tree = ast.parse(_notebook_code(notebook))
+    bound, modules = set(dir(builtins)) | {"display", "get_ipython"}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reprank"):
+            for alias in node.names:
+                bound.add(alias.asname or alias.name)
+                try:
+                    modules[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
+                except ModuleNotFoundError:
+                    assert hasattr(importlib.import_module(node.module), alias.name), (node.module, alias.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    unbound = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound)
+    assert unbound == [], f"{notebook.name} reads names it never binds: {unbound}"
+    missing = sorted({f"{n.value.id}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                      and isinstance(n.value, ast.Name) and n.value.id in modules
+                      and not hasattr(modules[n.value.id], n.attr)})
+    assert missing == [], f"{notebook.name} reads attributes its reprank modules lack: {missing}"
