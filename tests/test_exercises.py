@@ -74,7 +74,8 @@ def test_every_wrong_answer_the_issue_lists_is_in_the_catalogue():
     # Issue 23: the wrong answers the checkers used to accept; each is rejected for its own reason (above).
     reasons = {(e, b) for e, _, _, b in WRONG if b}
     for exercise_id, reason in [("01.1", "squeeze"), ("01.4", "gradient with respect to"), ("04.5", r"\.item\(\)"),
-                                ("02.5", "any"), ("02.6", "linspace"), ("03.5", "AFTER"), ("04.2", "touching")]:
+                                ("02.5", "any"), ("02.6", "linspace"), ("03.5", "AFTER"), ("04.2", "touching"),
+                                ("04.7", "hidden states"), ("04.7", "stepped 0 times"), ("04.7", "p carries")]:
         assert any(e == exercise_id and reason in b for e, b in reasons), (exercise_id, reason)
 
 
@@ -160,6 +161,18 @@ def _cross_entropy_nll(logits, labels):
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
+def _p_first_then_the_step(hidden_states, ends, reward_model, optimizer, alpha, margin):
+    """04.7 in another order and by other means: p read before the step, the states picked by advanced indexing."""
+    states = hidden_states[reward_model.layers][:, torch.arange(len(ends)), ends].transpose(0, 1).detach()
+    chosen, rejected = reward_model(states).chunk(2)
+    with torch.no_grad():
+        p = torch.sigmoid(alpha * (chosen.sigmoid().mean() - rejected.sigmoid().mean())).clamp(min=0.5)
+    reward_model.zero_grad()
+    F.softplus(-(chosen - rejected - margin)).mean().backward()
+    optimizer.step()
+    return p
+
+
 @pytest.mark.parametrize("exercise_id, answer", [
     ("01.4", _einsum_hybrid_reward),
     ("01.5", lambda c, r, m: F.softplus(-(c - r - m)).mean()),
@@ -167,7 +180,9 @@ def _cross_entropy_nll(logits, labels):
     ("04.5", lambda z, p, beta: (-F.logsigmoid(beta * z) + (1 - p) * beta * z).mean()),  # TRL's form
     ("04.5", lambda z, p, beta: (p * F.softplus(-beta * z) + (1 - p) * F.softplus(beta * z)).mean()),
     ("04.6", _cross_entropy_nll),
-], ids=["01.4-einsum", "01.5-softplus", "04.3-cross-entropy", "04.5-trl", "04.5-softplus", "04.6-cross-entropy"])
+    ("04.7", _p_first_then_the_step),
+], ids=["01.4-einsum", "01.5-softplus", "04.3-cross-entropy", "04.5-trl", "04.5-softplus", "04.6-cross-entropy",
+        "04.7-p-first"])
 def test_a_right_answer_written_another_way_passes_values_and_gradients(exercise_id, answer):
     assert exercises.check(exercise_id, answer) is answer
 
@@ -179,6 +194,19 @@ def test_the_reference_gradient_of_the_conservative_loss_is_the_one_by_hand():
     (grad,) = torch.autograd.grad(exercises.get("04.5").reference(z, p, beta), z)
     by_hand = [beta * (1 / (1 + np.exp(-beta * zi)) - pi) / 4 for zi, pi in zip(z.tolist(), p.tolist())]
     np.testing.assert_allclose(grad.numpy(), by_hand, rtol=1e-5, atol=1e-7)
+
+
+def test_the_reference_step_of_the_reward_model_is_adams_first_step_by_hand():
+    # 04.7's first case: R = sigmoid(V t) t with t = w h + b, w = 1, b = 0, V = 0 (R = h / 2); h_c = 2 ln 3, h_r = 0.
+    # The margin loss -log s(d), d = R_c - R_r - 1, with k = 1 - s(d) > 0: dL/dw = -k (h_c - h_r) / 2 < 0, dL/db =
+    # -k (1/2 - 1/2) = 0, dL/dV = -k (t_c^2 - t_r^2) / 4 < 0, plus weight decay 0.01 times each weight (0 for b and V).
+    # Adam's first step moves each weight by -lr g / (|g| + 1e-8): w 1 -> 1.01, b stays 0, V 0 -> 0.01.
+    hidden, ends, rm, optimizer, alpha, margin = exercises.get("04.7").cases()[0].args
+    p = exercises.get("04.7").reference(hidden, ends, rm, optimizer, alpha, margin)
+    assert p.item() == pytest.approx(0.75, abs=1e-6)
+    assert rm.probe_weight.item() == pytest.approx(1.01, abs=1e-6)
+    assert rm.probe_bias.item() == 0.0
+    assert rm.gate.weight.item() == pytest.approx(0.01, abs=1e-6)
 
 
 @functools.cache

@@ -1,15 +1,18 @@
-"""Notebook 04's visible DPOTrainer subclass (built from the student's functions) computes the package's loss.
+"""Notebook 04's visible DPOTrainer subclasses (built from the student's functions) compute the package's loss:
+``ConservativeDPOTrainer`` with one fixed p, ``PaperDPOTrainer`` (exercise 04.7) with the paper's p and its reward
+model's step.
 
-The subclass is taken from the notebook cell itself and run with the reference solutions in place of the
+The subclasses are taken from the notebook cells themselves and run with the reference solutions in place of the
 student's functions, as the notebook does with ``use_reference_solutions = True``.
 """
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from test_align import fixed_batch, pairs
+from test_align import fixed_batch, pairs, reward_model  # noqa: F401  (reward_model: a module fixture)
 from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
@@ -18,23 +21,30 @@ from reprank.teaching import exercises
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_aligning_with_confidence.ipynb"
 STUDENT_FUNCTIONS = {"04.3": "my_sequence_logps", "04.4": "my_dpo_margin", "04.5": "my_conservative_loss",
-                     "04.6": "my_chosen_nll"}
+                     "04.6": "my_chosen_nll", "04.7": "my_policy_confidence"}
 
 
 @pytest.fixture(scope="module")
-def notebook_trainer_class():
+def notebook_classes():
+    """The notebook's ConservativeDPOTrainer and PaperDPOTrainer, each from its own cell."""
     cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    source = [s for s in cells if "class ConservativeDPOTrainer(DPOTrainer)" in s]
-    assert len(source) == 1, "notebook 04 defines ConservativeDPOTrainer in exactly one cell"
-    namespace = {"torch": torch}
+    namespace = {"torch": torch, "align": align}
     for exercise_id, name in STUDENT_FUNCTIONS.items():
         exercise = exercises.get(exercise_id)
         assert exercise.function == name
         namespace[name] = exercise.reference
-    exec(compile(source[0], f"{NOTEBOOK.name}: ConservativeDPOTrainer", "exec"), namespace)
-    trainer_class = namespace["ConservativeDPOTrainer"]
-    assert issubclass(trainer_class, DPOTrainer)
-    return trainer_class
+    for definition in ("class ConservativeDPOTrainer(DPOTrainer)", "class PaperDPOTrainer(ConservativeDPOTrainer)"):
+        source = [s for s in cells if definition in s]
+        assert len(source) == 1, f"notebook 04 has `{definition}` in exactly one cell"
+        exec(compile(source[0], f"{NOTEBOOK.name}: {definition}", "exec"), namespace)
+    assert issubclass(namespace["PaperDPOTrainer"], namespace["ConservativeDPOTrainer"])
+    assert issubclass(namespace["ConservativeDPOTrainer"], DPOTrainer)
+    return namespace["ConservativeDPOTrainer"], namespace["PaperDPOTrainer"]
+
+
+@pytest.fixture(scope="module")
+def notebook_trainer_class(notebook_classes):
+    return notebook_classes[0]
 
 
 def config(tmp_path, nll_weight):
@@ -80,3 +90,27 @@ def test_the_notebooks_check_one_step_then_the_package_on_the_same_model(noteboo
     with torch.no_grad():
         got, expected = ours.compute_loss(ours.model, batch), package.compute_loss(package.model, batch)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_notebooks_paper_trainer_takes_the_packages_step(notebook_classes, tokenizer, tmp_path, reward_model):
+    """What the notebook's check does: one batch, the same weights (LoRA perturbed: not the initial policy), one step
+    of the paper's mechanism in PaperDPOTrainer (with 04.7's reference) and in the package's `paper` trainer."""
+    alpha = 3.0  # p within (0.5, 1) on this RM's scores, where a wrong p would show
+    ours = notebook_classes[1](tiny_model(tokenizer), args=config(tmp_path / "notebook", 1.0), processing_class=tokenizer,
+                               train_dataset=align.to_conversational(pairs()), peft_config=align.lora_config(),
+                               reward_model=copy.deepcopy(reward_model), alpha=alpha)
+    perturb_lora(ours.model, scale=0.05)
+    package = align.make_trainer(ours.model, tokenizer, pairs(), method="paper", reward_model=reward_model, alpha=alpha,
+                                 config=config(tmp_path, 1.0))
+    batch = fixed_batch(package)  # in training mode: the package steps its reward model only in training
+    got, expected = ours.compute_loss(ours.model, batch), package.compute_loss(package.model, batch)
+    p = package._metrics["train"]["confidence/mean"][-1]
+    assert 0.5 < p < 0.99
+    assert ours.last_p.item() == pytest.approx(p, abs=1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    moved = 0.0
+    for mine, theirs, start in zip(ours.reward_model.parameters(), package.reward_model.parameters(),
+                                   reward_model.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+        moved = max(moved, (theirs - start.to(theirs.device)).abs().max().item())
+    assert moved > 5e-3  # one Adam step of lr 0.01 moved the reward model: the comparison is not of two idle copies

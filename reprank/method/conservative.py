@@ -23,7 +23,9 @@ Where ``p`` comes from (``confidence_source``):
   each pair its own ``p_i = sigmoid((s_c,i - s_r,i) / tau)``, with no floor (``"pair"``, method
   ``"paper_pair"``: a pair the current reward orders the other way gets p < 0.5 and is pulled the other way).
   With ``train_reward_model=True`` the reward model is also trained on those states with
-  ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01, weight decay 0.01), as in the authors' code;
+  ``-log sigmoid(s_c - s_r - 1)`` (its own Adam, lr 0.01, weight decay 0.01), as in the authors' code: one step
+  after it has scored the batch, and p is read from the scores of before that step (``policy_confidence``, the
+  plain form of this step that notebook 04's exercise 04.7 asks for);
 * ``"schedule"``: one given value per training step (``confidence_schedule``, read at ``global_step``): a p
   replayed from another run's log, the control that has the paper's p values but not their content
   (``align`` method ``"paper_replay"``);
@@ -112,6 +114,45 @@ def end_positions(input_ids, attention_mask, completion_mask, tokenizer) -> torc
             pos -= 1
         positions.append(pos)
     return torch.tensor(positions, device=input_ids.device)
+
+
+def layer_states_at(hidden_states, ends, layers) -> torch.Tensor:
+    """(n, len(layers), d): each row's state at its end position ``ends[row]`` in each of ``layers`` (indices into
+    ``hidden_states``, a tuple or stacked tensor of (n, T, d) states: 0 is the embeddings, l the output of layer l),
+    detached from the policy and in float32: what the reward model reads."""
+    rows = torch.arange(len(ends), device=ends.device)
+    return torch.stack([hidden_states[layer][rows, ends] for layer in layers], dim=1).detach().float()
+
+
+def reward_model_step(optimizer, chosen, rejected, margin: float = defaults.RM_MARGIN) -> torch.Tensor:
+    """One optimiser step of the reward model on ``margin_bt_loss(chosen, rejected, margin)``; the loss, detached."""
+    loss = margin_bt_loss(chosen, rejected, margin)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def batch_confidence(chosen, rejected, alpha: float, offset: float = 0.0) -> torch.Tensor:
+    """The paper's p of one batch, ``max(sigmoid(alpha (mean sigmoid(s_c) - mean sigmoid(s_r))), 0.5)``, from its
+    scores (``offset`` shifts each before the sigmoids: 0 in the paper's formula, see ``score_offset``)."""
+    gap = torch.sigmoid(chosen + offset).mean() - torch.sigmoid(rejected + offset).mean()
+    return torch.sigmoid(alpha * gap).clamp(min=defaults.CONFIDENCE_FLOOR)
+
+
+def policy_confidence(hidden_states, ends, reward_model: HybridRewardModel, optimizer, alpha: float,
+                      margin: float = defaults.RM_MARGIN) -> torch.Tensor:
+    """One step of the paper's mechanism (notebook 04's exercise 04.7), as ``ConfidenceDPOTrainer`` runs it for
+    ``paper``: the reward model scores the policy's end-token states (detached), takes one optimiser step on
+    ``-log sigmoid(s_c - s_r - margin)``, and the batch's p is read from the scores it gave *before* that step.
+
+    ``hidden_states``: the policy's states of the batch's 2B rows (B chosen, then B rejected), a tuple or stacked
+    tensor indexed by layer; ``ends``: (2B,) end positions (``end_positions``). Returns p, a 0-dim tensor without
+    gradient: a constant weight in the policy's loss.
+    """
+    chosen, rejected = reward_model(layer_states_at(hidden_states, ends, reward_model.layers)).chunk(2)
+    reward_model_step(optimizer, chosen, rejected, margin)
+    return batch_confidence(chosen.detach(), rejected.detach(), alpha)
 
 
 # ----------------------------------------------------------------------------------------------- trainer
@@ -265,26 +306,20 @@ class ConfidenceDPOTrainer(DPOTrainer):
         or with ``confidence_form="pair"`` one ``sigmoid((s_c - s_r) / tau)`` per pair (no floor)."""
         rm = self.reward_model
         ids, attention, completion = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        # As policy_confidence (exercise 04.7), with the trainer's options and logs: score, step the RM, then p from
+        # the scores of before the step.
         ends = end_positions(ids, attention, completion, self._tokenizer)
-        rows = torch.arange(len(ends), device=ends.device)
-        states = torch.stack([hidden_states[layer][rows, ends] for layer in rm.layers], dim=1).detach().float()
-        scores = rm(states)
-        chosen, rejected = scores.chunk(2)
+        chosen, rejected = rm(layer_states_at(hidden_states, ends, rm.layers)).chunk(2)
         self._metrics[mode]["reward_model/score_chosen"].append(chosen.mean().item())
         self._metrics[mode]["reward_model/score_rejected"].append(rejected.mean().item())
         if self.reward_optimizer is not None and mode == "train":
-            rm_loss = margin_bt_loss(chosen, rejected, self.reward_margin)
-            self.reward_optimizer.zero_grad()
-            rm_loss.backward()
-            self.reward_optimizer.step()
+            rm_loss = reward_model_step(self.reward_optimizer, chosen, rejected, self.reward_margin)
             self._metrics[mode]["reward_model/loss"].append(rm_loss.item())
         chosen, rejected = chosen.detach(), rejected.detach()
         if self.confidence_form == "pair":
             p = torch.sigmoid((chosen - rejected) / self.tau)
         else:
-            offset = self.score_offset  # 0 in the paper's formula; see the module docstring
-            gap = torch.sigmoid(chosen + offset).mean() - torch.sigmoid(rejected + offset).mean()
-            p = torch.sigmoid(self.alpha * gap).clamp(min=defaults.CONFIDENCE_FLOOR)
+            p = batch_confidence(chosen, rejected, self.alpha, self.score_offset)  # offset 0: the paper's formula
         # Per step: the share of pairs the current-state reward orders against the stored label.
         self._metrics[mode]["reward_model/disagreement"].append((chosen <= rejected).float().mean().item())
         return p

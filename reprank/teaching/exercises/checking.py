@@ -70,6 +70,9 @@ class Exercise:
     # Positional arguments (by index) whose gradient must reach the output as in the reference: the exercises
     # whose output is trained through. Floating tensors among them get requires_grad for both functions.
     gradients: tuple[int, ...] = ()
+    # A function with a side effect (04.7's optimiser step): ``effects(yours, reference)`` gets the two tuples of
+    # arguments after the calls and returns what differs, in words, or None.
+    effects: Callable[[tuple, tuple], str | None] | None = None
 
 
 REGISTRY: dict[str, Exercise] = {}
@@ -227,15 +230,15 @@ def same_values(got: Any, expected: Any, atol: float = 1e-5) -> str | None:
     return None if got == expected else f"expected {describe(expected)}, got {describe(got)}"
 
 
-def _call(fn: Callable, case: Case, gradients: tuple[int, ...]) -> tuple[Any, dict[int, torch.Tensor]]:
+def _call(fn: Callable, case: Case, gradients: tuple[int, ...]) -> tuple[Any, dict[int, torch.Tensor], list]:
     """``fn`` on a deep copy of the case's arguments, those listed in ``gradients`` (floating tensors) made leaves
-    that require grad; returns the output and those leaves by argument index."""
+    that require grad; returns the output, those leaves by argument index and the arguments after the call."""
     args, kwargs = list(copy.deepcopy(case.args)), copy.deepcopy(case.kwargs)
     leaves = {}
     for index in gradients:
         if isinstance(args[index], torch.Tensor) and args[index].is_floating_point():
             args[index] = leaves[index] = args[index].detach().clone().requires_grad_(True)
-    return fn(*args, **kwargs), leaves
+    return fn(*args, **kwargs), leaves, args
 
 
 def _argument_names(fn: Callable, count: int) -> list[str]:
@@ -302,12 +305,12 @@ def run_cases(exercise: Exercise, fn: Callable) -> list[str]:
             _expect_error(exercise, case, fn)
             names.append(case.name)
             continue
-        reference, reference_leaves = None, {}
-        if exercise.gradients or not case.independent:  # the reference's gradients, or its value as the expected one
-            reference, reference_leaves = _call(exercise.reference, case, exercise.gradients)
+        reference, reference_leaves, reference_args = None, {}, []
+        if exercise.gradients or exercise.effects or not case.independent:  # what the reference gives or leaves
+            reference, reference_leaves, reference_args = _call(exercise.reference, case, exercise.gradients)
         expected = case.expected if case.independent else reference
         try:
-            got, leaves = _call(fn, case, exercise.gradients)
+            got, leaves, args = _call(fn, case, exercise.gradients)
         except NotImplementedError:
             raise
         except Exception as error:  # the student's bug: name the case and the line, keep the error's own words
@@ -318,6 +321,8 @@ def run_cases(exercise: Exercise, fn: Callable) -> list[str]:
         problem = compare(got, expected)
         if not problem and isinstance(reference, torch.Tensor) and isinstance(got, torch.Tensor):
             problem = gradient_problem(fn, got, leaves, reference, reference_leaves, exercise.atol)
+        if not problem and exercise.effects:
+            problem = exercise.effects(tuple(args), tuple(reference_args))
         if problem:
             raise ExerciseWrong(f"{where}: {problem}")
         names.append(case.name)
