@@ -33,6 +33,8 @@ A checker can fail for the right reasons:
 * the exercises whose output feeds training (``Exercise.gradients``) compare the gradient of a random weighted
   sum of the output with respect to the listed inputs with the reference's: a detached input or a rebuilt
   tensor gives the right values and the wrong gradient, and fails.
+* ``Exercise.effects`` compares what a function leaves in its arguments with what the reference leaves (04.7: one
+  optimiser step of the reward model, no gradient in the policy's states).
 
 Each notebook's exercises live in ``reprank.teaching.exercises.ex01`` ... ``ex05``; importing this package registers them.
 """
