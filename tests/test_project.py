@@ -177,3 +177,16 @@ def test_every_name_a_notebook_reads_exists(notebook):
                       and isinstance(n.value, ast.Name) and n.value.id in modules
                       and not hasattr(modules[n.value.id], n.attr)})
     assert missing == [], f"{notebook.name} reads attributes its reprank modules lack: {missing}"
+
+
+def test_readme_points_per_notebook_are_the_exercises_points():
+    from reprank.teaching import exercises
+
+    points = {}
+    for exercise in exercises.all_exercises():
+        points[exercise.id[:2]] = points.get(exercise.id[:2], 0) + exercise.points
+    line = re.search(r"^01: \d+ · .*in all\*\*\.$", (ROOT / "README.md").read_text(), re.M)
+    assert line, "README.md lost its 'Points per notebook' line"
+    stated = dict(re.findall(r"(\d\d): (\d+)", line.group(0)))
+    assert {k: int(v) for k, v in stated.items()} == points
+    assert int(re.search(r"\*\*(\d+) in all", line.group(0)).group(1)) == sum(points.values())
