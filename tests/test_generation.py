@@ -54,3 +54,22 @@ def test_the_fused_processor_keeps_what_top_k_then_top_p_keep():
     fused = generation._TemperatureTopKTopP(1.4, 8, 0.9)(None, scores.clone())
     assert torch.equal(torch.isinf(fused), torch.isinf(expected))
     assert torch.equal(fused[~torch.isinf(fused)], expected[~torch.isinf(expected)])
+
+
+def test_a_cached_call_reads_back_what_it_generated_and_nothing_else(tokenizer, tmp_path, monkeypatch):
+    model = tiny_model(tokenizer).eval()
+    config = generation.SamplingConfig(max_new_tokens=6, do_sample=True, temperature=1.4, top_k=8, top_p=0.95,
+                                       num_return_sequences=2)
+    cached = dict(cache_dir=tmp_path, model_name="tiny@0", progress=False)
+    first = generation.generate_responses(model, tokenizer, PROMPTS, config, seed=3, **cached)
+    assert first == generation.generate_responses(model, tokenizer, PROMPTS, config, seed=3, progress=False)
+    calls = []
+    monkeypatch.setattr(model, "generate", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(AssertionError))
+    assert generation.generate_responses(model, tokenizer, PROMPTS, config, seed=3, **cached) == first and not calls
+    # another seed, setting, prompt or model name is another entry: generated, not read back
+    for changed in (dict(seed=4), dict(config=generation.SamplingConfig(max_new_tokens=5)),
+                    dict(prompts=PROMPTS[:1]), dict(model_name="tiny@1")):
+        args = {"prompts": PROMPTS, "config": config, "seed": 3, **cached, **changed}
+        with pytest.raises(AssertionError):
+            generation.generate_responses(model, tokenizer, **args)
+    assert len(calls) == 4 and len(list(tmp_path.glob("generated-*.json"))) == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, asdict
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -130,15 +133,26 @@ def generate_responses(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
+    model_name: str | None = None,
 ) -> list[list[str]]:
     """For each prompt, ``config.num_return_sequences`` responses (a list per prompt).
 
     Prompts are formatted with the chat template and left-padded; batches are length-sorted. Inputs go to
     the model's device (CPU or GPU); the answers come back as plain strings.
     The random state is seeded once per call, so the same call gives the same samples.
+    With ``cache_dir`` and ``model_name`` (a fingerprint of the weights: pass it only for a model that is not
+    being trained), the answers are stored there keyed by everything that decides them, and the same call again
+    reads them back (what makes re-running notebook 01 in its run folder take a minute, not five).
     """
     config = config or SamplingConfig()
     texts = [format_prompt(tokenizer, p) for p in prompts]
+    cache_file = None
+    if cache_dir is not None and model_name is not None:
+        key = json.dumps([model_name, texts, asdict(config), batch_size, seed, str(model_device(model))])
+        cache_file = Path(cache_dir) / f"generated-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+        if cache_file.is_file():
+            return json.loads(cache_file.read_text())
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     results: list[list[str]] = [[] for _ in texts]
     device = model_device(model)
@@ -160,6 +174,9 @@ def generate_responses(
                 results[i] = [text.strip() for text in decoded[row * k : (row + 1) * k]]
     finally:
         tokenizer.padding_side = previous_side
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(results))
     return results
 
 
