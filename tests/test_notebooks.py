@@ -71,6 +71,7 @@ def test_notebook_01_probes_find_safety(run_dir, release, steps_01_02):
     assert executed["metadata"]["papermill"]["parameters"]["use_reference_solutions"] is True
     assert executed["metadata"]["papermill"]["input_path"] == str(release / "01_probing_safety_representations.ipynb")
     metrics = runs.read_metrics(run_dir)["01_probing"]
+    assert not metrics["generation_reused_from_cache"]  # a new folder: the model answered
     # On held-out prompts, the best layer separates unsafe from safe responses far above chance ...
     assert metrics["probe_best_auroc"] > 0.8
     assert metrics["probe_auroc_human_only_best"] > 0.7
@@ -89,7 +90,8 @@ def test_notebook_01_probes_find_safety(run_dir, release, steps_01_02):
 
 def test_notebook_01_run_again_in_its_folder_replaces_its_own_artifacts(run_dir, steps_01_02):
     # reprank.running.registry's rule: a step re-run in its run folder replaces what it saved itself, under the same names,
-    # with no timestamped copies beside them. The second run reuses the folder's hidden-state cache (about a minute).
+    # with no timestamped copies beside them. The second run reads the untuned model's answers and the hidden states
+    # back from the folder's cache (it took 254 s at d367707, 233 of them generating the same answers again).
     step = registry.step("01")
     ours = [name for name, spec in registry.ARTIFACTS.items() if spec.step == step.prefix]
     before = {name: registry.read_manifest(run_dir)[registry.ARTIFACTS[name].filename]["saved_at"] for name in ours}
@@ -100,6 +102,7 @@ def test_notebook_01_run_again_in_its_folder_replaces_its_own_artifacts(run_dir,
     assert all(registry.saved_by_step(run_dir, name) for name in ours)
     assert sorted(p.name for p in (run_dir / "artifacts").iterdir()) == others
     assert registry.load_artifact(run_dir, "hybrid_rm").metadata["seed"] == SMALL["seed"]
+    assert runs.read_metrics(run_dir)["01_probing"]["generation_reused_from_cache"]
 
 
 # The reward of this tiny notebook 01 (24 + 24 prompts, 20 epochs) ranks far worse than the cpu run's: measured at
@@ -178,10 +181,12 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir, step_03)
 # tests/test_online.py the online loop on a tiny model.
 SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": [], "online_rounds": 0,
                "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
-               "n_eval_benign": 10, "eval_max_new_tokens": 24, "frontier": True, "frontier_steps": [4]}
-# Section 5b's arms: the DPO family at matched strength and paper's p replayed (in order and permuted).
-FRONTIER_ARMS = {"dpo@4", "dpo_smoothing mean-p", "dpo_smoothing p0.70", "nll_only", "paper_replay permuted",
-                 "paper_replay in order"}
+               "n_eval_benign": 10, "eval_max_new_tokens": 24, "frontier": True, "frontier_steps": [4],
+               "frontier_extra_arms": []}
+# Section 5b's arms here: dpo judged halfway and the permuted replay of paper's p (the control, always trained).
+# The extra arms are the same train() call with other trainer settings, each trained by tests/test_align.py;
+# training all of them here doubled this test's time (620 s against 305 s at d367707).
+FRONTIER_ARMS = {"dpo@4", "paper_replay permuted"}
 
 
 def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
@@ -234,7 +239,7 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     frontier = metrics["frontier"]
     assert frontier["verdicts"] and frontier["paper_mean_p"] == mechanism["mean_p"]  # the replay's p is paper's own
     for verdict in frontier["verdicts"]:
-        assert verdict["arm"] in {"paper", "paper_replay in order"} and verdict["control"] == "paper_replay permuted"
+        assert verdict["arm"] == "paper" and verdict["control"] == "paper_replay permuted"  # "in order" not trained
         for key in ("advantage", "vs_control"):
             assert verdict[f"{key}_low"] <= verdict[key] <= verdict[f"{key}_high"], verdict
         assert verdict["helps"] == (verdict["advantage_low"] > 0 and verdict["vs_control_low"] > 0), verdict
