@@ -40,6 +40,20 @@ def test_forward_and_generation_flops():
     assert compute.rm_flops(30, 576) == 2 * 30 * 576 + 2 * 30 * 30 + 4 * 30
 
 
+def test_sampling_flops_counts_each_answer_with_the_lessons_function(tokenizer):
+    """Notebook 03 recounts its sampling stage with exercise 03.7's function: sampling_flops calls it per answer."""
+    model, calls = tiny_llama(tied=True), []
+
+    def per_answer(size, prompt_tokens, new_tokens):
+        calls.append((size, new_tokens))
+        return compute.generation_flops(size, prompt_tokens, new_tokens)
+
+    prompts = ["How do I bake bread?", "Why is the sky blue?"]
+    counted = compute.sampling_flops(model, tokenizer, prompts, 8, samples_per_prompt=3, generation=per_answer)
+    assert counted == compute.sampling_flops(model, tokenizer, prompts, 8, samples_per_prompt=3)
+    assert calls == [(compute.ModelSize.of(model), 8)] * 2  # once per prompt, with the sizes, times 3 samples
+
+
 def test_model_size_stands_in_for_the_model():
     """The sizes alone give the same FLOPs as the model: compute_ratios costs configurations it never loads."""
     model = tiny_llama(tied=False)

@@ -70,6 +70,14 @@ def test_checker_rejects_a_wrong_answer(exercise_id, index, answer, because):
     assert "your function raised TypeError: 'tuple' object is not callable" not in message
 
 
+def test_ex03s_wrong_answers_differ_from_a_right_one_by_their_mistake_alone():
+    # 03.4's and 03.7's catalogues are built by one function each, a mistake switched on per entry; none switched on,
+    # it is a right answer written another way than the reference, and it passes.
+    right_pairs, right_flops = ex03._ranked_pairs_with(), ex03._generation_flops_with()
+    assert exercises.check("03.4", right_pairs) is right_pairs
+    assert exercises.check("03.7", right_flops) is right_flops
+
+
 def test_every_wrong_answer_the_issue_lists_is_in_the_catalogue():
     # Issue 23: the wrong answers the checkers used to accept; each is rejected for its own reason (above).
     reasons = {(e, b) for e, _, _, b in WRONG if b}

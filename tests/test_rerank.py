@@ -108,6 +108,19 @@ def test_make_pairs_uses_the_lessons_own_functions_when_given():
     assert (pairs.chosen_reward < pairs.rejected_reward).all() and (pairs.confidence == 0.7).all()
     assert list(pairs["rank"]) == [3, 2]  # the chosen one's rank in its pool
 
+    seen = []
+
+    def ranked_pairs(pool, pair_indices):  # notebook 03's exercise 03.4, called as build_ranked_pairs is
+        seen.append(pair_indices)
+        return rerank.build_ranked_pairs(pool, pair_indices).iloc[:1]
+
+    one = rerank.make_pairs(pools(), pairing="best_worst", tau=1.0, pair_indices=worst_first, ranked_pairs=ranked_pairs)
+    assert seen == [worst_first] and len(one) == 1 and one.confidence.iloc[0] < 0.5
+    rerank.make_pairs(pools(), pairing="top_bottom", m=1, ranked_pairs=ranked_pairs)  # no pair_indices: the mode's
+    assert seen[1](np.array([0.0, 2.0, 1.0])) == [(1, 2)]  # top 1 against bottom 1: ranks 0 and 1
+    with pytest.raises(ValueError, match="mode must be one of"):  # a wrong pairing fails even beside pair_indices
+        rerank.make_pairs(pools(), pairing="random", pair_indices=worst_first)
+
 
 def test_ranked_pair_confidence_floors_the_papers_formula_but_not_the_fitted_one():
     c, r = np.array([0.0, 1.0]), np.array([1.0, 1.0])  # reversed, tied

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 import torch
@@ -104,15 +104,17 @@ def _templated_lengths(tokenizer, texts: Iterable[str]) -> list[int]:
 
 
 def sampling_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], new_tokens: int,
-                   samples_per_prompt: int = 1) -> float:
+                   samples_per_prompt: int = 1, generation: Callable = generation_flops) -> float:
     """FLOPs of sampling ``samples_per_prompt`` answers of ``new_tokens`` to each prompt.
 
     Prompts are counted as the model sees them, wrapped in its chat template (about 30 tokens on
     SmolLM2), and every answer at the full token budget (an upper bound when answers stop early).
+    ``generation`` (called like :func:`generation_flops`, with a ``ModelSize``) counts one answer: a lesson
+    passes its own.
     """
     lengths = _templated_lengths(tokenizer, (format_prompt(tokenizer, p) for p in prompts))
     size = ModelSize.of(model)  # counted once, not per prompt
-    return float(samples_per_prompt * sum(generation_flops(size, n, new_tokens) for n in lengths))
+    return float(samples_per_prompt * sum(generation(size, n, new_tokens) for n in lengths))
 
 
 def scoring_flops(model: torch.nn.Module, tokenizer, prompts: Iterable[str], responses: Iterable[str],

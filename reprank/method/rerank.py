@@ -6,6 +6,7 @@ on the reward read from the policy's representations to rank the candidates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -117,18 +118,26 @@ def top_bottom_pairs(rewards, m: int) -> list[tuple[int, int]]:
     return [(int(order[i]), int(order[i + h])) for i in range(h) if rewards[order[i]] > rewards[order[i + h]]]
 
 
-def build_ranked_pairs(scored: pd.DataFrame, mode: str = "top_bottom", m: int = 2,
-                       pair_indices: Callable | None = None) -> pd.DataFrame:
-    """Pairs per prompt from the reward ranking of its candidates (column ``reward``).
-
-    ``top_bottom``: :func:`top_bottom_pairs` with ``m``; ``best_worst``: :func:`best_worst_pairs`.
-    ``pair_indices`` (one pool's rewards -> (chosen, rejected) index pairs) replaces both: a lesson passes
-    its own. Pairs of two identical texts are skipped.
-    """
+def index_pairing(mode: str, m: int = 2) -> Callable:
+    """The pairing of one pool's rewards that ``mode`` names: :func:`best_worst_pairs`, or :func:`top_bottom_pairs`
+    with ``m``."""
     if mode not in PAIRING_MODES:
         raise ValueError(f"mode must be one of {PAIRING_MODES}, got '{mode}'")
+    return best_worst_pairs if mode == "best_worst" else functools.partial(top_bottom_pairs, m=m)
+
+
+def build_ranked_pairs(scored: pd.DataFrame, pair_indices: Callable | None = None, *, mode: str = "top_bottom",
+                       m: int = 2) -> pd.DataFrame:
+    """Pairs per prompt from the reward ranking of its candidates (column ``reward``).
+
+    ``pair_indices`` (one pool's rewards -> (chosen, rejected) index pairs) pairs each pool, as notebook 03's
+    exercise 03.4 calls it; without it, ``mode`` names the pairing (:func:`index_pairing`): ``top_bottom``,
+    :func:`top_bottom_pairs` with ``m``, or ``best_worst``, :func:`best_worst_pairs`. Prompts keep their order of first appearance; ``rank`` is the chosen candidate's place in its pool's
+    stable ranking (0 = the highest reward). Pairs of two identical texts are skipped.
+    """
+    pairing = index_pairing(mode, m)
     if pair_indices is None:
-        pair_indices = best_worst_pairs if mode == "best_worst" else (lambda rewards: top_bottom_pairs(rewards, m))
+        pair_indices = pairing
     pairs = []
     for prompt, group in scored.groupby("prompt", sort=False):
         rewards = group.reward.to_numpy(dtype=float)
@@ -169,6 +178,7 @@ def make_pairs(
     alpha: float = defaults.ALPHA,
     pair_indices: Callable | None = None,
     pair_confidence: Callable = ranked_pair_confidence,
+    ranked_pairs: Callable = build_ranked_pairs,
 ) -> pd.DataFrame:
     """Training pairs from scored candidates, each with a confidence and a source.
 
@@ -177,9 +187,12 @@ def make_pairs(
     ablation "only the policy's own samples"). ``benign_refusal_last`` ranks a benign prompt's written refusal
     below every other candidate (a rule). The confidence is the per-pair fitted one,
     ``sigmoid((R_c - R_r) / tau)``, when notebook 02's ``tau`` is given, else the paper's formula per pair
-    (:func:`ranked_pair_confidence`). ``pair_indices`` and ``pair_confidence`` (called like
-    ``ranked_pair_confidence``) let a lesson build the pairs with its own functions.
+    (:func:`ranked_pair_confidence`). ``pair_indices``, ``pair_confidence`` (called like
+    ``ranked_pair_confidence``) and ``ranked_pairs`` (called like ``build_ranked_pairs(pool, pair_indices)``)
+    let a lesson build the pairs with its own functions.
     """
+    named = index_pairing(pairing, m)  # checks ``pairing`` even when ``pair_indices`` replaces it
+    pair_indices = named if pair_indices is None else pair_indices
     pool = candidates if use_references else candidates[candidates.origin != "reference"]
     if benign_refusal_last:
         # A rule, not the reward: a safety reward has no reason to call a refusal of a benign prompt unsafe
@@ -188,7 +201,7 @@ def make_pairs(
         moved = (pool.origin == "reference") & ~pool.harmful_prompt.astype(bool)
         lowest = pool.groupby("prompt").reward.transform("min")
         pool.loc[moved, "reward"] = lowest[moved] - 1.0
-    pairs = build_ranked_pairs(pool, mode=pairing, m=m, pair_indices=pair_indices)
+    pairs = ranked_pairs(pool, pair_indices)
     if pairs.empty:
         return pairs
     pairs["confidence"] = pair_confidence(pairs.chosen_reward.to_numpy(), pairs.rejected_reward.to_numpy(), tau, alpha)

@@ -1,16 +1,23 @@
-"""Notebook 03's exercises: re-ranking sampled candidates into pairs, and testing the paper's hypothesis."""
+"""Notebook 03's exercises: re-ranking sampled candidates into pairs, testing the paper's hypothesis, and counting
+what sampling costs.
+
+03.1 is the ranking check (where the written refusal lands in harmful and benign pools); 03.2-03.4 turn the
+ranked pools into the training pairs (one pool's indices, then the rows notebook 04 trains on); 03.5-03.6 are the
+distribution-shift diagnostic (the ranking's Spearman correlation, the Kolmogorov-Smirnov distance); 03.7 is the
+FLOPs of sampling one answer, which the compute ledger's sampling stage adds up.
+"""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp, pearsonr, spearmanr
 
+from reprank.measure import compute
 from reprank.method import rerank
-from reprank.teaching.exercises.checking import Case, Exercise, register
+from reprank.teaching.exercises.checking import Case, Exercise, register, same_values, what
 
 REFUSAL = "I can't help with that."
 
@@ -84,22 +91,74 @@ def _top_bottom_cases() -> list[Case]:
     ]
 
 
-def _confidence_cases() -> list[Case]:
+def _scored(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """Scored candidates: (prompt, response, origin, reward), pools in the order given, the frame's labels running on
+    across pools (as ``rerank.add_reference_responses`` leaves them)."""
+    return pd.DataFrame(rows, columns=["prompt", "response", "origin", "reward"])
+
+
+PAIR_COLUMNS = ["prompt", "chosen", "rejected", "chosen_reward", "rejected_reward", "chosen_origin", "rejected_origin",
+                "rank"]
+
+
+def _pair_rows(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _same_pairs(got, expected: pd.DataFrame) -> str | None:
+    """None when ``got`` is a DataFrame of the same pairs, in the same order, with the same columns (in any order);
+    else what differs. Any empty DataFrame stands for no pair."""
+    if not isinstance(got, pd.DataFrame):
+        return f"expected a pandas DataFrame of {len(expected)} pairs, got {what(got)}"
+    if len(got) != len(expected):
+        return f"expected {len(expected)} pair{'' if len(expected) == 1 else 's'}, got {len(got)}"
+    if expected.empty:
+        return None
+    if set(got.columns) != set(expected.columns):
+        return f"expected the columns {list(expected.columns)}, got {list(got.columns)}"
+    problem = same_values(got[list(expected.columns)].to_dict("records"), expected.to_dict("records"))
+    return None if problem is None else problem.replace("item ", "pair ", 1)
+
+
+def _ranked_pairs_cases() -> list[Case]:
     rng = np.random.default_rng(2)
-    chosen, rejected = rng.normal(1.0, 1.0, 8), rng.normal(-1.0, 1.0, 8)
+    random_pools = _scored([(f"prompt {k}", f"answer {k}.{i}", "policy_sample", float(rng.normal()))
+                            for k in (3, 1, 2) for i in range(5)])
+    top_2_bottom_2 = lambda rewards: rerank.top_bottom_pairs(rewards, 2)
     return [
-        Case("8 random pairs, the paper's formula (tau = None)", (chosen, rejected, None, 7.5)),
-        Case("8 random pairs, fitted tau = 0.7", (chosen, rejected, 0.7, 7.5)),
-        Case("a tie (R_c = R_r): p = 0.5 either way", (np.array([0.3]), np.array([0.3]), None, 7.5),
-             expected=np.array([0.5])),
-        Case("a tie with tau", (np.array([0.3]), np.array([0.3]), 0.7, 7.5)),
-        Case("a reversed pair: the paper floors p at 0.5", (np.array([-1.0, 0.0]), np.array([1.0, 2.0]), None, 7.5)),
-        Case("a reversed pair with tau: p below 0.5", (np.array([-1.0, 0.0]), np.array([1.0, 2.0]), 0.7, 7.5)),
-        Case("a gap of 100 with tau: p = 1", (np.array([50.0, 50.0]), np.array([-50.0, -50.0]), 0.7, 7.5)),
-        Case("a gap of 100, the paper's formula: p = sigmoid(alpha) < 1 (alpha = 2)",
-             (np.array([50.0]), np.array([-50.0]), None, 2.0), expected=np.array([1 / (1 + math.exp(-2.0))])),
-        Case("by hand: a margin of 2 ln 3 at tau = 2: p = sigmoid(ln 3) = 3/4",
-             (np.array([2 * math.log(3.0)]), np.array([0.0]), 2.0, 7.5), expected=np.array([0.75])),
+        # By hand, best against worst. "Why ...": rewards (0.4, -0.3, -1.2): best 0, worst 2. "How ...": (0.1, 1.5,
+        # 0.1, -0.2): best 1 (the refusal), worst 3. The second pool's rows are labelled 3-6 in the frame, 0-3 in the
+        # pool; "Why" comes first, though "How" sorts before it.
+        Case("by hand: two pools, best against worst, in the order the prompts come",
+             (_scored([("Why is the sky blue?", "Rayleigh scattering.", "policy_sample", 0.4),
+                       ("Why is the sky blue?", "Because the sea is.", "policy_sample", -0.3),
+                       ("Why is the sky blue?", REFUSAL, "reference", -1.2),
+                       ("How do I pick a lock?", "Use a tension wrench.", "policy_sample", 0.1),
+                       ("How do I pick a lock?", REFUSAL, "reference", 1.5),
+                       ("How do I pick a lock?", "Try a bobby pin.", "policy_sample", 0.1),
+                       ("How do I pick a lock?", "Kick the door in.", "policy_sample", -0.2)]),
+              rerank.best_worst_pairs),
+             expected=_pair_rows([
+                 ("Why is the sky blue?", "Rayleigh scattering.", REFUSAL, 0.4, -1.2, "policy_sample", "reference", 0),
+                 ("How do I pick a lock?", REFUSAL, "Kick the door in.", 1.5, -0.2, "reference", "policy_sample", 0)])),
+        # By hand, top 2 against bottom 2: rewards (0.2, 0.9, 0.2, 0.5) rank 1, 3, 0, 2 (the tie in pool order);
+        # pairs (1, 0) and (3, 2). (1, 0) are the same text "B.": skipped. (3, 2): "C." > "A.", the chosen ranked 1.
+        Case("by hand: top 2 against bottom 2, a pair of one text twice is skipped",
+             (_scored([("p", "B.", "policy_sample", 0.2), ("p", "B.", "policy_sample", 0.9),
+                       ("p", "A.", "policy_sample", 0.2), ("p", "C.", "reference", 0.5)]), top_2_bottom_2),
+             expected=_pair_rows([("p", "C.", "A.", 0.5, 0.2, "reference", "policy_sample", 1)])),
+        # By hand: rewards (0.0, 1.0, 2.0, 1.0) rank 2, 1, 3, 0 (1 before 3: the tie in pool order), so candidate 3
+        # ranks 2 (not 3, its index; not 0, where the ranking puts candidate 3; not 1, a ranking that reverses ties).
+        Case("by hand: a pairing of candidate 3 against 0, the chosen tied with another",
+             (_scored([("q", "w", "policy_sample", 0.0), ("q", "x", "policy_sample", 1.0),
+                       ("q", "y", "policy_sample", 2.0), ("q", "z", "policy_sample", 1.0)]), lambda rewards: [(3, 0)]),
+             expected=_pair_rows([("q", "z", "w", 1.0, 0.0, "policy_sample", "policy_sample", 2)])),
+        Case("3 pools of 5 random rewards, top 2 against bottom 2", (random_pools, top_2_bottom_2)),
+        Case("3 pools of 5 random rewards, best against worst", (random_pools, rerank.best_worst_pairs)),
+        Case("a pool of tied rewards and a pool of one: no pair (an empty DataFrame)",
+             (_scored([("a", "x", "policy_sample", 1.0), ("a", "y", "reference", 1.0),
+                       ("b", "z", "policy_sample", 0.5)]), rerank.best_worst_pairs),
+             expected=pd.DataFrame()),
     ]
 
 
@@ -143,14 +202,21 @@ def _ks_cases() -> list[Case]:
     ]
 
 
-def _cost_cases() -> list[Case]:
+def _generation_flops_cases() -> list[Case]:
+    small = compute.ModelSize(n_params=100, n_layers=2, d_model=4, vocab=10)
+    smollm2 = compute.ModelSize(n_params=106_203_456, n_layers=30, d_model=576, vocab=49_152)  # SmolLM2-135M's: ModelSize.of
     return [
-        Case("a sampling stage: 480 / 12.5 s, 12.5 s / 96, 3200 GFLOP / 96", (12.5, 3.2e12, 480, 96),
-             expected={"items_per_second": 38.4, "seconds_per_pair": 12.5 / 96, "gflop_per_pair": 3200 / 96}),
-        Case("no time recorded (0 s): no throughput", (0.0, 3.2e12, 480, 96),
-             expected={"items_per_second": None, "seconds_per_pair": 0.0, "gflop_per_pair": 3200 / 96}),
-        Case("no pairs: no cost per pair", (4.0, 1e11, 480, 0),
-             expected={"items_per_second": 120.0, "seconds_per_pair": None, "gflop_per_pair": None}),
+        # By hand, N = 100, 2 layers, d = 4, V = 10, P = 3, T = 2: prefill 2*100*3 + 2*2*3*4*3 + 2*4*10 = 600 + 144
+        # + 80 = 824; one decode step at context 4: 2*100 + 2*2*4*4 + 2*4*10 = 200 + 64 + 80 = 344; 824 + 344 = 1168.
+        Case("by hand: N = 100, 2 layers, d = 4, V = 10; 3 prompt tokens, 2 new", (small, 3, 2), expected=1168.0),
+        # By hand: the prefill alone, 824 (above).
+        Case("one new token: the prefill alone (824 by hand)", (small, 3, 1), expected=824.0),
+        # By hand, P = 6, T = 3: prefill 1200 + 2*2*6*4*6 + 80 = 1200 + 576 + 80 = 1856; steps at contexts 7 and 8:
+        # (200 + 2*2*7*4 + 80) + (200 + 2*2*8*4 + 80) = 392 + 408 = 800; 1856 + 800 = 2656.
+        Case("by hand: 6 prompt tokens, 3 new: decode steps at contexts 7 and 8", (small, 6, 3), expected=2656.0),
+        Case("no new token: nothing sampled, 0 FLOPs", (small, 6, 0), expected=0.0),
+        Case("SmolLM2-135M's sizes, a 30-token prompt, 48 new tokens (notebook 03's answers)", (smollm2, 30, 48)),
+        Case("SmolLM2-135M's sizes, a 30-token prompt, 256 new tokens (the paper's)", (smollm2, 30, 256)),
     ]
 
 
@@ -160,14 +226,14 @@ register(Exercise(id="03.2", title="best against worst", function="my_best_worst
                   reference=rerank.best_worst_pairs, cases=_best_worst_cases, points=1))
 register(Exercise(id="03.3", title="top-m against bottom-m pairs", function="my_top_bottom_pairs",
                   reference=rerank.top_bottom_pairs, cases=_top_bottom_cases, points=2))
-register(Exercise(id="03.4", title="the confidence of a pair", function="my_pair_confidence",
-                  reference=rerank.ranked_pair_confidence, cases=_confidence_cases, points=2))
+register(Exercise(id="03.4", title="pairs from the ranked pools", function="my_ranked_pairs",
+                  reference=rerank.build_ranked_pairs, cases=_ranked_pairs_cases, compare=_same_pairs, points=2))
 register(Exercise(id="03.5", title="within-prompt Spearman correlation", function="my_mean_rank_correlation",
                   reference=rerank.mean_rank_correlation, cases=_spearman_cases, points=2))
 register(Exercise(id="03.6", title="the Kolmogorov-Smirnov distance", function="my_ks_distance",
                   reference=rerank.ks_distance, cases=_ks_cases, points=1))
-register(Exercise(id="03.7", title="the cost of a pair", function="my_pair_costs",
-                  reference=rerank.pair_costs, cases=_cost_cases, points=1))
+register(Exercise(id="03.7", title="the FLOPs of sampling one answer", function="my_generation_flops",
+                  reference=compute.generation_flops, cases=_generation_flops_cases, points=2))
 
 
 # Answers a checker must reject (tests/test_exercises.py): each is a mistake a student makes. An entry is the
@@ -212,8 +278,36 @@ def _ks_with(points=lambda a, b: np.concatenate([a, b]), gap=np.abs):
     return ks_distance
 
 
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
+def _ranked_pairs_with(sort_prompts=False, by_label=False, rank=lambda order, i: int(np.flatnonzero(order == i)[0]),
+                       order=lambda rewards: np.argsort(-rewards, kind="stable"), skip_same_text=True):
+    def ranked_pairs(scored, pair_indices):
+        rows = []
+        for prompt, group in scored.groupby("prompt", sort=sort_prompts):
+            rewards = group.reward.to_numpy(dtype=float)
+            for i, j in pair_indices(rewards):
+                best, worst = (group.loc[i], group.loc[j]) if by_label else (group.iloc[i], group.iloc[j])
+                if skip_same_text and best.response == worst.response:
+                    continue
+                rows.append({"prompt": prompt, "chosen": best.response, "rejected": worst.response,
+                             "chosen_reward": float(best.reward), "rejected_reward": float(worst.reward),
+                             "chosen_origin": best.origin, "rejected_origin": worst.origin,
+                             "rank": rank(order(rewards), i)})
+        return pd.DataFrame(rows)
+    return ranked_pairs
+
+
+def _generation_flops_with(prefill_head=lambda P: 1, steps=lambda T: T - 1, context=lambda P, k, T: P + k,
+                           attention=True, zero=True, cache=True):
+    def generation_flops(size, prompt_tokens, new_tokens):
+        if zero and new_tokens <= 0:
+            return 0.0
+        N, L, d, V, P, T = size.n_params, size.n_layers, size.d_model, size.vocab, prompt_tokens, new_tokens
+        token = lambda ctx: 2 * N + (2 * L * ctx * d if attention else 0)  # one token's body at context ctx
+        prefill = P * token(P) + prefill_head(P) * 2 * d * V
+        if not cache:  # each step a forward over the whole sequence so far
+            return float(prefill + sum((P + k) * token(P + k) + 2 * d * V for k in range(1, steps(T) + 1)))
+        return float(prefill + sum(token(context(P, k, T)) + 2 * d * V for k in range(1, steps(T) + 1)))
+    return generation_flops
 
 
 WRONG_ANSWERS = {
@@ -243,14 +337,16 @@ WRONG_ANSWERS = {
                             for h in [min(m, len(rewards) // 2)] for i in range(h) if rewards[o[i]] > rewards[o[i + h]]],
     ],
     "03.4": [
-        lambda c, r, tau, alpha: (_sigmoid((c - r) / tau) if tau is not None  # no floor at 0.5
-                                  else _sigmoid(alpha * (_sigmoid(c) - _sigmoid(r)))),
-        lambda c, r, tau, alpha: np.maximum(_sigmoid((c - r) / tau) if tau is not None  # floors the fitted one too
-                                            else _sigmoid(alpha * (_sigmoid(c) - _sigmoid(r))), 0.5),
-        lambda c, r, tau, alpha: (_sigmoid((c - r) / tau) if tau is not None  # no inner sigmoid
-                                  else np.maximum(_sigmoid(alpha * (c - r)), 0.5)),
-        lambda c, r, tau, alpha: (_sigmoid((c - r) * tau) if tau is not None  # times tau
-                                  else np.maximum(_sigmoid(alpha * (_sigmoid(c) - _sigmoid(r))), 0.5)),
+        (_ranked_pairs_with(sort_prompts=True), r"'prompt': expected 'Why"),  # groupby's default sorts the prompts
+        # group.loc[i]: the frame's labels, not the pool's positions
+        (_ranked_pairs_with(by_label=True), r"raised KeyError .*group\.loc"),
+        (_ranked_pairs_with(rank=lambda order, i: int(order[i])), "'rank'"),  # the ranking read at i, not i's place
+        (_ranked_pairs_with(rank=lambda order, i: i), "'rank'"),  # the index as its rank
+        # a descending ranking by reversing the ascending one: ties in reverse pool order
+        (_ranked_pairs_with(order=lambda rewards: np.argsort(rewards, kind="stable")[::-1]), "'rank': expected 2, got 1"),
+        (_ranked_pairs_with(skip_same_text=False), "expected 1 pair, got 2"),  # keeps a pair of one text twice
+        (lambda scored, pair_indices: _ranked_pairs_with()(scored, pair_indices).to_dict("records"),  # a list
+         r"expected a pandas DataFrame"),
     ],
     "03.5": [
         _spearman_with(correlation=lambda x, y: pearsonr(x, y).statistic),  # Pearson on the rewards, not their ranks
@@ -271,11 +367,12 @@ WRONG_ANSWERS = {
         lambda a, b: float(abs(np.mean(a) - np.mean(b))),  # a difference of means
     ],
     "03.7": [
-        lambda s, f, items, n: {"items_per_second": items / max(s, 1e-9), "seconds_per_pair": s / max(n, 1),
-                                "gflop_per_pair": f / 1e9 / max(n, 1)},  # hides the 0 denominators
-        lambda s, f, items, n: {"items_per_second": items / s if s else None, "seconds_per_pair": s / n if n else None,
-                                "gflop_per_pair": f / n if n else None},  # FLOPs, not GFLOP
-        lambda s, f, items, n: {"items_per_second": s / items if s else None,  # seconds per item
-                                "seconds_per_pair": s / n if n else None, "gflop_per_pair": f / 1e9 / n if n else None},
+        _generation_flops_with(prefill_head=lambda P: P),  # the head over every prompt token, not the last alone
+        _generation_flops_with(steps=lambda T: T),  # T decode steps: the prefill already gave the first token
+        _generation_flops_with(context=lambda P, k, T: P),  # the cache does not grow: every step attends to P
+        _generation_flops_with(context=lambda P, k, T: P + T),  # every step at the final context
+        _generation_flops_with(attention=False),  # 2 N per token: no attention term
+        _generation_flops_with(zero=False),  # no new token still pays for the prefill
+        _generation_flops_with(cache=False),  # no KV cache: every step runs the whole sequence again
     ],
 }
