@@ -1,4 +1,5 @@
 """The 95% t-interval of a mean over a handful of runs (seeds): what ``reprank report`` and notebook 05 read.
+``paired_difference`` is the same interval on the per-seed differences of two arms (notebook 05's section 6).
 
 A t-interval, not mean ± 1.96·std/√n: with 3 seeds the t quantile is 4.30, and the normal interval would be
 less than half as wide as it should be.
@@ -30,3 +31,20 @@ def mean_interval(values) -> tuple[float, float, float]:
         return mean, float("nan"), float("nan")
     half = float(t_half_width(values.std(ddof=1), values.size).iloc[0])
     return mean, mean - half, mean + half
+
+
+def paired_difference(a, b) -> tuple[float, float, float]:
+    """(mean, low, high) of the per-seed differences ``a - b`` and their 95% t-interval (``mean_interval``).
+
+    ``a`` and ``b``: one measure of two arms, aligned by seed (the same seed at the same position; nan where a seed
+    has no run of that arm). Only the seeds both arms have count: within a seed the arms share the flips, the
+    held-out prompts and the training order, and the difference cancels what they share. One shared seed: (mean,
+    nan, nan). Raises ValueError when the two are not aligned (different lengths) or share no seed.
+    """
+    a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"Got {a.size} and {b.size} values: give both arms' values aligned by seed")
+    differences = (a - b)[~(np.isnan(a) | np.isnan(b))]
+    if differences.size == 0:
+        raise ValueError("the two arms share no seed: there is no paired difference")
+    return mean_interval(differences)

@@ -232,7 +232,7 @@ def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
 
 def flip_pairs(n: int, fraction: float, seed) -> np.ndarray:
     """A boolean mask of exactly ``round(n * fraction)`` pairs to flip, chosen by ``seed`` (an int, or a
-    sequence of ints as numpy's ``default_rng`` takes: ``noise.flip_labels`` seeds each group apart).
+    sequence of ints as numpy's ``default_rng`` takes: ``noise.flip_mask`` seeds each group apart).
 
     An exact count (not a per-pair coin) keeps the injected noise rate identical across seeds.
     """

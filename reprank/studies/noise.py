@@ -4,14 +4,17 @@
 and benign re-ranked pairs alike), chosen without looking at any reward: a flipped pair is wrong because we made
 it wrong, not because a reward model thought so. It marks them in a boolean ``flipped`` column, which
 ``ConfidenceDPOTrainer`` reads to log, per step, how well the confidence it trains with finds them
-(``FlipDetectionWindow``). ``ARMS`` names the arms of the noise experiment (one ``align`` method each, on clean or
-noisy pairs); ``arm_settings`` turns an arm and the noise rate into ``make_trainer`` arguments.
+(``FlipDetectionWindow``). Its two steps are ``flip_mask`` (which pairs: an exact, seeded share per group) and
+``swap_labels`` (the flipped copy: every column of a side moves with it); notebook 05 has the student write
+both. ``ARMS`` names the arms of the noise experiment (one ``align`` method each, on clean or noisy pairs);
+``arm_settings`` turns an arm and the noise rate into ``make_trainer`` arguments.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import deque
+from typing import Callable
 
 import datasets
 import numpy as np
@@ -54,24 +57,48 @@ def flip_labels(pairs: pd.DataFrame | datasets.Dataset, fraction: float = 0.25, 
     frame = pairs.to_pandas() if as_dataset else pairs.reset_index(drop=True).copy()
     if "flipped" in frame:
         raise ValueError("pairs already have a 'flipped' column: flip the clean pairs, once")
-    if by is not None and by not in frame:
-        raise ValueError(f"pairs have no {by!r} column to stratify by (columns: {list(frame.columns)}); "
+    frame = swap_labels(frame, flip_mask(frame, fraction, seed, by=by))
+    return datasets.Dataset.from_pandas(frame, preserve_index=False) if as_dataset else frame
+
+
+def flip_mask(pairs: pd.DataFrame, fraction: float = 0.25, seed: int = 0, *, by: str | None = "source",
+              draw: Callable[..., np.ndarray] = flip_pairs) -> np.ndarray:
+    """Which rows of ``pairs`` ``flip_labels`` flips: a boolean array, ``round(n_s * fraction)`` True in each ``by``
+    group, in row order. ``draw(n, fraction, seed)`` gives one group's mask (``confidence.flip_pairs``; notebook 05
+    passes the student's own), seeded by ``[seed, crc32(group name)]``: one stream per group, so adding or dropping
+    a group leaves the others' flips as they were. ``by=None`` draws over all pairs at once."""
+    if by is not None and by not in pairs:
+        raise ValueError(f"pairs have no {by!r} column to stratify by (columns: {list(pairs.columns)}); "
                          "pass by=None to flip over all pairs")
-    groups = frame[by].astype(str) if by is not None else pd.Series("all", index=frame.index)
-    flipped = np.zeros(len(frame), dtype=bool)
-    for name in sorted(groups.unique()):
-        rows = np.flatnonzero(groups.to_numpy() == name)
-        # One stream per (seed, group name): adding or dropping a group leaves the others' flips as they were.
-        flipped[rows] = flip_pairs(len(rows), fraction, seed=[seed, zlib.crc32(name.encode())])
+    groups = (pairs[by].astype(str) if by is not None else pd.Series("all", index=pairs.index)).to_numpy()
+    flipped = np.zeros(len(pairs), dtype=bool)
+    for name in sorted(set(groups)):
+        rows = np.flatnonzero(groups == name)
+        flipped[rows] = draw(len(rows), fraction, seed=[seed, zlib.crc32(name.encode())])
+    return flipped
+
+
+def swap_labels(pairs: pd.DataFrame, flipped) -> pd.DataFrame:
+    """A copy of ``pairs`` (same index and columns) whose rows marked in ``flipped`` (booleans, by position) have
+    chosen and rejected swapped, with everything that belongs to a side: every ``chosen_X`` with its ``rejected_X``,
+    and a ``confidence`` p turned into ``1 - p``; plus a boolean column ``flipped``, last. ``pairs`` is left as it
+    was. Raises ValueError when ``pairs`` already has a ``flipped`` column or ``flipped`` is not one flag per row."""
+    flipped = np.asarray(flipped, dtype=bool).reshape(-1)
+    if "flipped" in pairs:
+        raise ValueError("pairs already have a 'flipped' column: flip the clean pairs, once")
+    if len(flipped) != len(pairs):
+        raise ValueError(f"Got {len(flipped)} flip flags for {len(pairs)} pairs; give one per pair")
+    frame = pairs.copy()
     for column in [c for c in frame.columns if c == "chosen" or c.startswith("chosen_")]:
         other = "rejected" + column.removeprefix("chosen")
         if other in frame:
-            chosen, rejected = frame[column].copy(), frame[other].copy()
+            # .to_numpy(): assigning one column's values to the other, not aligning them by name back onto themselves
+            chosen, rejected = frame[column].to_numpy(copy=True), frame[other].to_numpy(copy=True)
             frame.loc[flipped, column], frame.loc[flipped, other] = rejected[flipped], chosen[flipped]
     if "confidence" in frame:
         frame.loc[flipped, "confidence"] = 1.0 - frame.loc[flipped, "confidence"]
     frame["flipped"] = flipped
-    return datasets.Dataset.from_pandas(frame, preserve_index=False) if as_dataset else frame
+    return frame
 
 
 def arm_settings(arm: str, label_noise: float) -> dict:
