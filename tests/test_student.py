@@ -316,24 +316,26 @@ def test_a_malformed_exercise_is_named_by_notebook_and_cell(tmp_path, how):
     assert not (tmp_path / "student").exists()  # nothing written
 
 
-def _hint_and_solution(path: Path, exercise_id: str) -> tuple[str, list[str]]:
-    """The exercise's hints (every <details> Hint block of the markdown cells before its stub) and the code lines of
+def _hint_and_solution(path: Path, exercise_id: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The exercise's hints as (title, text) (every <details> Hint block of the markdown cells before its stub) and the code lines of
     its hidden solution, comments dropped."""
     notebook = cells(path)
     check = next(i for i, cell in enumerate(notebook) if f'exercises.check("{exercise_id}"' in text(cell))
     solution = text(notebook[check - 1]).split("### BEGIN SOLUTION")[-1].split("### END SOLUTION")[0]
     lines = [line.strip() for line in solution.splitlines() if line.strip() and not line.strip().startswith("#")]
     markdown = next(i for i in range(check - 1, -1, -1) if notebook[i]["cell_type"] == "markdown")
-    hints = re.findall(r"<summary>Hint.*?</summary>(.*?)</details>", text(notebook[markdown]), re.S)
-    return " ".join(hints), lines
+    hints = re.findall(r"<summary>(Hint.*?)</summary>(.*?)</details>", text(notebook[markdown]), re.S)
+    return hints, lines
 
 
 @pytest.mark.parametrize("path, exercise_id", [(p, i) for p, i, _ in ALL], ids=[f"{p.name[:2]}-{i}" for p, i, _ in ALL])
-def test_no_hint_holds_a_line_of_its_solution(path, exercise_id):
+def test_hints_come_in_two_tiers_and_hold_no_line_of_the_solution(path, exercise_id):
     # Issue 23: a hint that contains the solution's line is the solution. Compared without spaces and backticks;
     # lines under 12 characters (``return p``) say nothing.
-    hint, lines = _hint_and_solution(path, exercise_id)
+    hints, lines = _hint_and_solution(path, exercise_id)
+    # two tiers, a nudge first and a code skeleton second
+    assert [title for title, _ in hints] == ["Hint 1 (a nudge)", "Hint 2 (code)"], (exercise_id, hints)
+    hint = " ".join(body for _, body in hints)
     squeeze = lambda s: re.sub(r"[\s`]+", "", s)
-    assert hint, f"exercise {exercise_id} has no hint"
     leaked = [line for line in lines if len(line) >= 12 and squeeze(line) in squeeze(hint)]
     assert not leaked, f"exercise {exercise_id}: its hint holds the solution line(s) {leaked}"
