@@ -36,7 +36,8 @@ A checker can fail for the right reasons:
 * ``Exercise.effects`` compares what a function leaves in its arguments with what the reference leaves (04.7: one
   optimiser step of the reward model, no gradient in the policy's states).
 
-Each notebook's exercises live in ``reprank.teaching.exercises.ex01`` ... ``ex05``; importing this package registers them.
+Each notebook's exercises live in ``reprank.teaching.exercises.ex01`` ... ``ex05`` (04.7 in ``ex04_policy_confidence``);
+importing this package registers them.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from reprank.teaching.exercises.checking import (  # noqa: F401  (the package's 
     NOT_GIVEN, REGISTRY, Case, Exercise, ExerciseNotDone, ExerciseWrong, describe, is_close, kind_problem,
     register, run_cases, same_values, what)
 # Importing each notebook's module registers its exercises (static imports: no module is loaded by a computed name).
-from reprank.teaching.exercises import ex01, ex02, ex03, ex04, ex05  # noqa: F401,E402
+from reprank.teaching.exercises import ex01, ex02, ex03, ex04, ex04_policy_confidence, ex05  # noqa: F401,E402
 from reprank.teaching.exercises.cells import BEGIN, END, exercise_blocks  # noqa: E402  (after the registering imports)
 
 

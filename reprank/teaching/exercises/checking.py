@@ -1,6 +1,7 @@
 """The checking machinery of the exercises: a case, an exercise, the registry the notebooks' modules fill,
 and the comparisons that catch a wrong kind, shape, dtype, value or gradient (the rules are in
-``reprank.teaching.exercises``' docstring). It imports no exercise: ``ex01`` ... ``ex05`` import it."""
+``reprank.teaching.exercises``' docstring). It imports no exercise: ``ex01`` ... ``ex05`` and
+``ex04_policy_confidence`` import it."""
 
 from __future__ import annotations
 
