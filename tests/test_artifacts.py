@@ -33,7 +33,10 @@ def values(seed=0):
     ledger.add("scoring", flops=1e9 + seed, seconds=1.0, items=4)
     return {"hybrid_rm": reward_model(seed), "rm_pairs": PAIRS, "responses": PAIRS[["prompt", "chosen"]],
             "confidence": {"tau": 0.5 + seed, "alpha": 7.5}, "reranked_pairs": PAIRS.assign(rank=[0, seed]),
-            "candidates": PAIRS.assign(reward=[0.1, seed]), "compute_03": ledger, "sampling": {"top_k": 8 + seed}}
+            "candidates": PAIRS.assign(reward=[0.1, seed]), "compute_03": ledger, "sampling": {"top_k": 8 + seed},
+            "answers_04": PAIRS[["prompt", "chosen"]].assign(arm=["dpo", "paper"], harmful=[True, False]),
+            "compute_04": ledger, "answers_06": PAIRS[["prompt", "chosen"]].assign(arm=["online", "best-of-2"]),
+            "compute_06": ledger}
 
 
 def save_all(folder, seed=0):

@@ -175,12 +175,8 @@ def test_notebook_03_reranking_builds_pairs_and_measures_shift(run_dir, step_03)
     assert (run_dir / "figures" / "03_distribution_shift.png").is_file()
 
 
-# Sized for the suite's 15 minutes (this test: ~4 of them): 8 steps, 24-token answers, one 2-step ablation; no
-# best-of-N (41 s at best-of-2), no off-policy comparison (~60 s) and no online round (~100 s): like the default
-# run, which leaves them to profiles/sweeps/cpu-baselines.yaml. `make run PROFILE=smoke` runs all three, and
-# tests/test_online.py the online loop on a tiny model.
-SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": [], "online_rounds": 0,
-               "best_of_n": 0, "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
+# Sized for the suite's 15 minutes (this test: ~4 of them): 8 steps, 24-token answers.
+SMALL_ALIGN = {"methods": ["dpo", "paper"], "max_steps": 8, "eval_every": 4, "n_eval_harmful": 20, "n_eval_heldout": 16,
                "n_eval_benign": 10, "eval_max_new_tokens": 24, "frontier": True, "frontier_steps": [4],
                "frontier_extra_arms": []}
 # Section 5b's arms here: dpo judged halfway and the permuted replay of paper's p (the control, always trained).
@@ -189,8 +185,14 @@ SMALL_ALIGN = {"methods": ["dpo", "paper"], "off_policy": False, "ablations": []
 FRONTIER_ARMS = {"dpo@4", "paper_replay permuted"}
 
 
-def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
-    metrics = execute("04", run_dir, **SMALL_ALIGN)["04_alignment"]
+@pytest.fixture(scope="module")
+def step_04(run_dir, step_03):
+    """Notebook 04 executed in the run folder at test size (SMALL_ALIGN): its metrics section. 06 reads it."""
+    return execute("04", run_dir, **SMALL_ALIGN)["04_alignment"]
+
+
+def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_04):
+    metrics = step_04
     results = metrics["results"]
     assert (metrics["n_eval_harmful"], metrics["n_eval_heldout"], metrics["n_eval_benign"]) == (20, 16, 10)
     assert set(results["untuned"]) == {"test split", "held-out source"}
@@ -212,9 +214,6 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     assert mechanism["disagreement_share"] >= mechanism["floor_share"] / SMALL_ALIGN.get("per_device_train_batch_size", 4)
     # Offline p from the ranking's own RM is above 0.5 for every pair (why it cannot reorder anything).
     assert metrics["offline_confidence_min"] > 0.5
-    # The off-policy comparison (its training run and its pairs' shift diagnostic) is off here and by default:
-    # profiles/sweeps/cpu-baselines.yaml and `make run PROFILE=smoke` run it.
-    assert metrics["offpolicy_shift"] is None
     # Every verdict the notebook prints is its paired interval read against zero.
     assert metrics["comparisons"] and metrics["eval_split"] == "test"
     for claim, verdict in metrics["comparisons"].items():
@@ -244,11 +243,11 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
             assert verdict[f"{key}_low"] <= verdict[key] <= verdict[f"{key}_high"], verdict
         assert verdict["helps"] == (verdict["advantage_low"] > 0 and verdict["vs_control_low"] > 0), verdict
     assert frontier["helps"] == all(v["helps"] for v in frontier["verdicts"] if v["arm"] == "paper")
-    # Compute: re-ranking paid its data once, in notebook 03; the ratios against online come from the FLOPs model.
-    assert metrics["compute"]["paper"]["data FLOPs"] > 0
-    assert {row["config"] for row in metrics["compute_ratios"]["projection"]} >= {"this run"}
-    assert metrics["compute"]["paper"]["training FLOPs"] > 0
-    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination", "04_compute",
+    # Every judged answer and the training costs are saved for notebook 06, which compares its baselines with them.
+    saved = registry.load_artifact(run_dir, "answers_04")
+    assert set(saved.arm) == set(results) and len(saved) == len(results) * (20 + 16 + 10)
+    assert registry.load_artifact(run_dir, "compute_04").total("paper: training") > 0
+    for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination",
                    "04_frontier", "04_paper_scores"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "paper" / "adapter_config.json").is_file()
@@ -257,6 +256,42 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_03):
     assert metrics["n_pairs"] == len(saved)
     assert metrics["settings"]["sampling_03"] == json.loads(registry.artifact(run_dir, "sampling").read_text())
 
+
+
+# Notebook 06 on notebook 04's run: best-of-2 only (75 s). Off-policy DPO trains through the same Arms.train as 04's
+# arms, on longer texts (its 8 steps took ~100 s with the diagnostic), the online loop runs in tests/test_online.py on
+# a tiny model, and each ablation is one more Arms.train call: `reprank run --profile smoke --notebooks 06` runs them.
+SMALL_BASELINES = {"best_of_n": 2, "off_policy": False, "online_rounds": 0, "ablations": []}
+
+
+def test_notebook_06_compares_the_baselines_with_04s_arms_on_the_same_prompts(run_dir, step_04):
+    metrics = execute("06", run_dir, **SMALL_BASELINES)["06_baselines"]
+    results = metrics["results"]
+    assert set(results) == {"untuned", "dpo", "paper", "best-of-2"}
+    # 04's arms are read back, not judged again: the same rates on the same prompts.
+    for arm in ("untuned", "dpo", "paper"):
+        for source, rates in results[arm].items():
+            for key in ("safe_rate", "over_refusal_rate", "safe_rate_classifier", "n_harmful", "n_benign"):
+                assert rates[key] == step_04["results"][arm][source][key], (arm, source, key)
+    assert metrics["settings_04"]["max_steps"] == SMALL_ALIGN["max_steps"] and metrics["alpha"] == step_04["alpha"]
+    assert all(rates["n_harmful"] == results["untuned"][source]["n_harmful"]
+               for arm in results for source, rates in results[arm].items())
+    # Every verdict is the paired interval read against zero.
+    assert metrics["comparisons"]
+    for claim, verdict in metrics["comparisons"].items():
+        word, interval = verdict.split(" [")
+        low, high = (float(x) for x in interval.split("]")[0].split(", "))
+        assert word == ("higher" if low > 0 else "lower" if high < 0 else "no difference"), claim
+    assert metrics["offpolicy_shift"] is None and metrics["n_offpolicy_pairs"] == step_04["n_pairs"]
+    # Compute: re-ranking paid its data once, in notebook 03, and its training in 04; best-of-N trains nothing.
+    compute = metrics["compute"]
+    assert compute["paper"]["data FLOPs"] > 0 and compute["paper"]["training FLOPs"] > 0
+    assert compute["best-of-2"]["training FLOPs"] == 0 < compute["best-of-2"]["data FLOPs"]
+    assert {row["config"] for row in metrics["compute_ratios"]["projection"]} >= {"this run"}
+    for figure in ("06_tradeoff", "06_compute"):
+        assert (run_dir / "figures" / f"{figure}.png").is_file()
+    assert set(registry.load_artifact(run_dir, "answers_06").arm) == set(results)
+    assert registry.load_artifact(run_dir, "compute_06").total("best-of-N: sampling") > 0
 
 
 # Notebook 05 at tiny size (~2.5 min of the suite's 15): two of the six arms, one with p from the current states

@@ -62,7 +62,7 @@ def test_the_real_notebooks_parameter_types():
     assert check({"arms": "paper"}, ["05"])["arms"] == "paper"  # ... or one arm of notebook 05
     assert check({"methods": ["dpo", "ipo"]}, ["04"])["methods"] == ["dpo", "ipo"]
     with pytest.raises(UserError, match="ablations must be a list"):
-        check({"ablations": "no_nll"}, ["04"])
+        check({"ablations": "no_nll"}, ["06"])
     with pytest.raises(UserError, match="beta must be a number"):
         check({"beta": True}, ["04"])
     with pytest.raises(UserError, match="max_steps is not a parameter of any selected notebook.*01"):
@@ -217,12 +217,13 @@ def test_runs_go_on_with_the_reference_solutions_unless_the_user_sets_them(tmp_p
     root = tmp_path / "runs"
     declaring = [nb.name[:2] for nb in parameters.list_notebooks()
                  if "use_reference_solutions" in parameters.declared_parameters(nb)]
-    assert declaring == ["01", "02", "03", "04", "05"]
+    assert declaring == ["01", "02", "03", "04", "05"]  # 06 has no exercises
     assert run_cli(capsys, "run", "--profile", "cpu", "--runs-root", str(root)) == (0, "")
-    assert [(name, given["use_reference_solutions"]) for name, given in papermill_calls] == \
-        [(name, True) for name in declaring]
+    assert [(name, given.get("use_reference_solutions")) for name, given in papermill_calls] == \
+        [(name, True) for name in declaring] + [("06", None)]
     (run_dir,) = root.iterdir()  # run.json records what each notebook got
-    assert all(t["parameters"]["use_reference_solutions"] is True for t in read_run_record(run_dir)["timings"])
+    assert all(t["parameters"]["use_reference_solutions"] is True for t in read_run_record(run_dir)["timings"]
+               if t["notebook"][:2] in declaring)
     # A student runs their own solutions through the pipeline.
     papermill_calls.clear()
     status, _ = run_cli(capsys, "run", "--profile", "cpu", "--notebooks", "02",

@@ -51,6 +51,7 @@ STEPS = {
     "03": Step("03", "03_reranking.ipynb", "03_reranking", ("01",)),  # uses 02's fitted tau when 02 ran
     "04": Step("04", "04_aligning_with_confidence.ipynb", "04_alignment", ("02", "03")),  # 02 and 03 build 01
     "05": Step("05", "05_where_confidence_helps.ipynb", "05_noise", ("02", "03")),  # an experiment after 04
+    "06": Step("06", "06_baselines_and_compute.ipynb", "06_baselines", ("04",)),  # 04's other comparisons
 }
 
 ARTIFACTS = {
@@ -64,12 +65,26 @@ ARTIFACTS = {
                            "table"),
     "compute_03": Artifact("03", "compute_03.json", None, "notebook 03's compute ledger", "ledger"),
     "sampling": Artifact("03", "sampling.json", "sampling_path", "notebook 03's sampling and pairing settings", "json"),
+    "answers_04": Artifact("04", "answers_04.jsonl", None, "every judged answer of notebook 04, one row per (arm, prompt)",
+                           "table"),
+    "compute_04": Artifact("04", "compute_04.json", None, "notebook 04's compute ledger", "ledger"),
+    "answers_06": Artifact("06", "answers_06.jsonl", None, "every judged answer of notebook 06, one row per (arm, prompt)",
+                           "table"),
+    "compute_06": Artifact("06", "compute_06.json", None, "notebook 06's compute ledger", "ledger"),
 }
 MANIFEST = "manifest.json"  # under artifacts/: what each step saved there (see the module docstring)
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "samples_per_prompt", "max_new_tokens",
                  "pairing", "pairs_per_prompt", "reference_per_prompt", "alpha")
 """What ``sampling.json`` holds: how notebook 03 sampled candidates and read pairs off their ranking."""
+
+
+MAIN_SERIES = ("01", "02", "03", "04")  # the four steps `make run` runs; 05 and 06 are experiments after them
+
+
+def earlier_steps(prefix: str) -> list[str]:
+    """The steps of the main series before step ``prefix``: what a notebook run by hand reuses or builds first."""
+    return [p for p in MAIN_SERIES if p < prefix[:2]]
 
 
 def step(prefix: str) -> Step:

@@ -34,7 +34,7 @@ from reprank.running.runs import (MOVED_ASIDE, new_run_dir, now, read_metrics, r
 
 # Rough minutes per step at the notebooks' defaults on 2 idle CPU cores (the README's timings of the `cpu`
 # profile, rounded): an estimate for the message, not a measurement of this machine.
-ESTIMATED_MINUTES = {"01": 5, "02": 1, "03": 6}
+ESTIMATED_MINUTES = {"01": 5, "02": 1, "03": 6, "04": 13}
 # Parameters a step's results do not depend on: where they go, and who wrote the exercises (checked either way).
 NOT_COMPARED = {"output_dir", "use_reference_solutions"}
 
@@ -187,7 +187,7 @@ class Lesson:
 
 
 def _start_by_hand(step: registry.Step, values: dict, shared: dict) -> Path:
-    earlier = [p for p in registry.STEPS if p < step.prefix]
+    earlier = registry.earlier_steps(step.prefix)  # 06 reads 01-04, not 05
     source = latest_compatible_run(earlier, shared) if earlier else None
     if earlier and source is None:
         source = build_steps(earlier, shared)
