@@ -264,8 +264,16 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_04):
 SMALL_BASELINES = {"best_of_n": 2, "off_policy": False, "online_rounds": 0, "ablations": []}
 
 
-def test_notebook_06_compares_the_baselines_with_04s_arms_on_the_same_prompts(run_dir, step_04):
-    metrics = execute("06", run_dir, **SMALL_BASELINES)["06_baselines"]
+def test_notebook_06_compares_the_baselines_with_04s_arms_on_the_same_prompts(run_dir, step_04, tmp_path):
+    sweep = tmp_path / "sweep"  # finished runs of two other seeds, as a sweep of notebook 06 leaves them
+    for other_seed, (safe_best, safe_paper) in {2: (0.5, 0.3), 3: (0.6, 0.2)}.items():
+        (sweep / f"seed={other_seed}").mkdir(parents=True)
+        (sweep / f"seed={other_seed}" / "run.json").write_text(
+            json.dumps({"status": "done", "parameters": {"seed": other_seed}}))
+        (sweep / f"seed={other_seed}" / "metrics.json").write_text(json.dumps({"06_baselines": {"results": {
+            arm: {"test split": {"safe_rate": safe, "over_refusal_rate": 0.1}}
+            for arm, safe in (("best-of-2", safe_best), ("paper", safe_paper))}}}))
+    metrics = execute("06", run_dir, **SMALL_BASELINES, sweep_dir=str(sweep))["06_baselines"]
     results = metrics["results"]
     assert set(results) == {"untuned", "dpo", "paper", "best-of-2"}
     # 04's arms are read back, not judged again: the same rates on the same prompts.
@@ -292,6 +300,15 @@ def test_notebook_06_compares_the_baselines_with_04s_arms_on_the_same_prompts(ru
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert set(registry.load_artifact(run_dir, "answers_06").arm) == set(results)
     assert registry.load_artifact(run_dir, "compute_06").total("best-of-N: sampling") > 0
+    # Section 8 read this run's seed and the sweep's two others, and paired best-of-2 with paper by seed.
+    assert metrics["over_seeds"]["best-of-2 | test split"]["seeds"] == 3
+    assert metrics["over_seeds"]["best-of-2 | held-out source"]["seeds"] == 1  # the fake seeds judged one source
+    verdict = metrics["paired_by_seed"]["best-of-2 - paper | test split | safe"]
+    word, interval = verdict.split(": ")
+    mean, rest = interval.split(" [")
+    low, high = (float(x) for x in rest.split("]")[0].split(", "))
+    assert low <= float(mean) <= high and word == ("higher" if low > 0 else "lower" if high < 0 else "no difference")
+    assert (run_dir / "figures" / "06_over_seeds.png").is_file()
 
 
 # Notebook 05 at tiny size (~2.5 min of the suite's 15): two of the six arms, one with p from the current states
