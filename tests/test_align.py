@@ -310,6 +310,37 @@ def test_precomputed_reference_log_probs_give_the_same_step_0_loss(tokenizer, tm
     torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-6)
 
 
+def test_a_second_trainer_on_the_same_pairs_reuses_the_reference_log_probs(tokenizer, tmp_path, monkeypatch):
+    """Computed once per process for the same reference weights and pairs (any method, any adapter init); other
+    pairs or other weights are computed afresh, and the reused numbers are the ones a fresh computation gives."""
+    from reprank.method import reference_logps
+
+    monkeypatch.setattr(reference_logps, "_saved", type(reference_logps._saved)())
+    runs = []
+    monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs",
+                        lambda self, model, batch, real=DPOTrainer.compute_ref_log_probs: runs.append(1)
+                        or real(self, model, batch))
+
+    def reference_column(method, data, model=None, **kw):
+        trainer = align.make_trainer(model or tiny_model(tokenizer), tokenizer, data, method=method,
+                                     config=config(tmp_path / method, precompute_ref_log_probs=True), **kw)
+        return trainer.train_dataset["ref_chosen_logps"], trainer.train_dataset.features["ref_chosen_logps"].dtype
+
+    first, dtype = reference_column("dpo", pairs())
+    assert len(runs) == 1
+    torch.manual_seed(123)  # another LoRA initialisation: TRL's own cache key changes, ours does not
+    second, second_dtype = reference_column("dpo_smoothing", pairs(), epsilon=0.2)
+    assert len(runs) == 1 and second == first and second_dtype == dtype == "float32"
+    reference_column("dpo", pairs().select(range(3)))  # other pairs
+    assert len(runs) == 2
+    other = tiny_model(tokenizer)
+    with torch.no_grad():
+        other.model.norm.weight.mul_(2.0)  # other weights
+    assert reference_column("dpo", pairs(), model=other)[0] != first and len(runs) == 3
+    monkeypatch.setattr(reference_logps, "_saved", type(reference_logps._saved)())
+    assert reference_column("dpo", pairs())[0] == first and len(runs) == 4  # a fresh computation agrees
+
+
 # ----------------------------------------------------------------------------------------------- half precision
 # A few LoRA-DPO steps in each GPU precision the series uses: bf16 where the GPU has it natively, fp16 (e.g. a
 # T4) through accelerate's GradScaler, which transformers switches on for fp16=True. They need a GPU.

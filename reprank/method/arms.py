@@ -67,7 +67,8 @@ class Arms:
     def train(self, name: str, method: str, pairs, settings: dict, *, model_id: str, reward_model, alpha: float,
               run_dir: Path, ledger: compute.ComputeLedger, eval_at: Sequence[int] = (),
               record_at: Sequence[int] = ()):
-        """Train arm ``name`` from a fresh model with ``method`` on ``pairs`` and judge it; returns the policy.
+        """Train arm ``name`` from a fresh model with ``method`` on ``pairs`` and judge it; returns the policy (its
+        adapter merged into the weights).
 
         ``settings``: DPOConfig fields (``learning_rate``, ``beta``, ``max_steps``, ...) plus, optionally, ``alpha``
         and the trainer's own options (:data:`TRAINER_OPTIONS`). ``eval_at``: judge the first source and the benign
@@ -97,7 +98,10 @@ class Arms:
         self.curves.extend({"run": name, **row} for row in tracker.summaries)
         for step, judged in recorder.answers.items():
             self.record(f"{name}@{step}", judged)
-        self.judge(name, policy.eval())
+        # Judged with the adapter merged into the weights: the same model, and greedy answers come ~15% faster on a
+        # CPU than through PEFT's extra LoRA matmuls.
+        policy = policy.merge_and_unload().eval()
+        self.judge(name, policy)
         return policy
 
     def answer_rows(self) -> pd.DataFrame:

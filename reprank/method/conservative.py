@@ -61,6 +61,7 @@ from trl import DPOTrainer
 from reprank.base import defaults
 from reprank.method.dpo_loss import chosen_nll, conservative_dpo_loss, dpo_margin, sequence_log_probs  # noqa: F401
 from reprank.lm.extraction import transformer_body
+from reprank.method.reference_logps import ReusedReferenceLogps
 from reprank.method.reward import HybridRewardModel, margin_bt_loss
 
 CONFIDENCE_SOURCES = ("column", "constant", "policy", "schedule", "none")
@@ -158,12 +159,13 @@ def policy_confidence(hidden_states, ends, reward_model: HybridRewardModel, opti
 # ----------------------------------------------------------------------------------------------- trainer
 
 
-class ConfidenceDPOTrainer(DPOTrainer):
+class ConfidenceDPOTrainer(ReusedReferenceLogps, DPOTrainer):
     """TRL's ``DPOTrainer`` with the conservative loss ``-p log s(beta z) - (1-p) log s(-beta z)``.
 
     Only ``_compute_loss`` is overridden: it runs TRL's loss, then adds ``(1 - p) beta z`` to the "sigmoid"
     part (see the module docstring) and logs ``confidence/mean``, ``loss/dpo`` (the ``p = 1`` term),
     ``loss/conservative`` (the confidence-weighted term) and, with ``"policy"``, ``reward_model/*``.
+    The reference's log-probabilities of a set of pairs are computed once per process (``reference_logps``).
     """
 
     def __init__(
