@@ -14,7 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from reprank.measure.discrimination import (  # noqa: E402
-    criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, plot_hit_false_alarm, rates,
+    criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, paired_verdict, plot_hit_false_alarm, rates,
 )
 from reprank.measure.frontier import advantage, envelope, envelope_vertices, frontier_verdict  # noqa: E402
 
@@ -147,6 +147,21 @@ def test_bootstrap_of_150_prompts_and_10_arms_is_vectorised():
 
 
 # --- McNemar --------------------------------------------------------------------------------------------------
+
+def test_paired_verdict_reads_the_bootstrap_interval_against_zero_and_names_the_mcnemar_p():
+    # A refuses 30 of 40 harmful prompts, B the first 10 of those: 20 discordant prompts, all A's, p = 2 / 2^20.
+    table = first_k({"A": (30, 5), "B": (10, 5)})
+    verdict = paired_verdict(table, "A", "B", n_boot=400)
+    assert verdict.startswith("higher [+") and verdict.endswith(f"pts, McNemar p = {2 / 2 ** 20:.3g}")
+    assert paired_verdict(table, "B", "A", n_boot=400).startswith("lower [-")
+    # the same benign refusals: no difference, exactly 0 on every resample, and no discordant prompt (p = 1)
+    assert paired_verdict(table, "A", "B", statistic="over_refusal_rate", n_boot=400) == \
+        "no difference [+0, +0] pts, McNemar p = 1"
+    assert paired_verdict(table, "A", "B", statistic="dprime", n_boot=400).startswith("higher [+")
+    seen = []
+    assert paired_verdict(table, "A", "B", n_boot=400, verdict=lambda *a: seen.append(a) or "yours").startswith("yours [")
+    assert seen[0][2:] == (0.0, 0.0) and seen[0][0] > 0  # (low, high) of A - B against the point 0
+
 
 def test_mcnemar_exact_p_value_on_hand_made_discordant_counts():
     # 20 harmful prompts: 9 only A refused, 2 only B, 5 both, 4 neither.

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from reprank.data import sources as data, pairs as pairs_lib
@@ -123,3 +124,12 @@ def test_off_policy_pairs_come_from_other_models_answers_and_written_refusals():
     assert all(r["rejected"] in refusals and r["chosen"] not in refusals for r in benign)
     assert rows == off_policy_pairs(10, 10, refusals, seed=0) and rows != off_policy_pairs(10, 10, refusals, seed=1)
     assert len(pairs_lib.validate_pairs(rows)) == 20
+
+
+def test_training_pairs_keep_what_training_reads_and_name_the_pairs_in_an_error():
+    frame = pd.DataFrame({"prompt": ["p1", "p2"], "chosen": ["a", "b"], "rejected": ["c", "d"], "confidence": [0.9, 0.6],
+                          "reward_chosen": [1.0, 2.0]})
+    pairs = pairs_lib.training_pairs(frame, "main")
+    assert pairs["confidence"] == [0.9, 0.6] and "reward_chosen" not in pairs.column_names
+    with pytest.raises(DataError, match=r"pairs 'main', row 2, field 'rejected': identical to 'chosen'"):
+        pairs_lib.training_pairs(frame.assign(rejected=["c", "b"]), "main")

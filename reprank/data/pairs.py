@@ -78,6 +78,16 @@ def validate_pairs(
     return ds
 
 
+TRAINING_COLUMNS = ("prompt", "chosen", "rejected", "confidence", "source")  # what training reads of a pairs table
+
+
+def training_pairs(frame, name: str, seed: int = 0) -> datasets.Dataset:
+    """A pairs table (a DataFrame, e.g. notebook 03's re-ranked pairs) cut to ``TRAINING_COLUMNS`` (those it has) and
+    checked by ``validate_pairs``; an error names the pairs ``name``."""
+    columns = [c for c in TRAINING_COLUMNS if c in frame]
+    return validate_pairs(frame[columns].to_dict("records"), origin=f"pairs '{name}'", seed=seed)
+
+
 def load_pairs_jsonl(path: str | Path, seed: int = 0) -> datasets.Dataset:
     """Read and validate a JSONL file of preference pairs."""
     return validate_pairs(read_jsonl(path, error=DataError), origin=str(path), seed=seed)

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, norm
 
+from reprank.measure.intervals import compare_intervals
+
 SLICE_COLUMNS = ("judge", "source")
 SUMMARY_STATISTICS = ("safe_rate", "over_refusal_rate", "dprime")
 
@@ -233,6 +235,21 @@ def mcnemar(table: pd.DataFrame, arm_a: str, arm_b: str, harmful: bool = True) -
     b, c = int((a & ~b_refused).sum()), int((~a & b_refused).sum())
     p_value = binomtest(b, b + c, 0.5).pvalue if b + c > 0 else 1.0
     return McNemar(b, c, float(p_value))
+
+
+def paired_verdict(table: pd.DataFrame, arm_a: str, arm_b: str, *, statistic: str = "safe_rate", n_boot: int = 2000,
+                   seed: int = 0, verdict: Callable = compare_intervals) -> str:
+    """Arm a against arm b on the same prompts of one slice (one judge, one source): the paired bootstrap 95%
+    interval of a - b read against zero by ``verdict(low, high, 0, 0)`` ("higher" / "lower" / "no difference";
+    notebook 04 passes the student's exercise 04.2), and for a rate the exact McNemar p-value on the same prompts.
+    """
+    boot = paired_bootstrap(table, statistic=statistic, n_boot=n_boot, seed=seed)
+    low, high = np.quantile(boot[arm_a] - boot[arm_b], [0.025, 0.975])
+    word = verdict(low, high, 0.0, 0.0)
+    if statistic == "dprime":
+        return f"{word} [{low:+.2f}, {high:+.2f}]"
+    test = mcnemar(table, arm_a, arm_b, harmful=(statistic == "safe_rate"))
+    return f"{word} [{100 * low:+.0f}, {100 * high:+.0f}] pts, McNemar p = {test.p_value:.3g}"
 
 
 def plot_hit_false_alarm(summary: pd.DataFrame, ax=None, untuned_arm: str | None = None,

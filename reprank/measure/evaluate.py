@@ -29,6 +29,7 @@ from reprank.data.sources import DataError, check_str, field_error, load_human_l
 from reprank.base.fileio import FileFormatError, read_jsonl, read_text
 from reprank.lm.generation import SamplingConfig, generate_responses
 from reprank.data.judges import is_refusal
+from reprank.measure.intervals import compare_intervals  # noqa: F401  (exercise 04.2's reference: evaluate.compare_intervals)
 
 
 def is_degenerate(response: str, n: int = 4, threshold: float = 0.5) -> bool:
@@ -120,14 +121,6 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
     ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
-
-
-def compare_intervals(low_a: float, high_a: float, low_b: float, high_b: float) -> str:
-    """The verdict on two rates from their intervals: "higher" when a's lies wholly above b's, "lower" when wholly
-    below, else "no difference" (overlapping or touching intervals, or a missing one: nan, at n = 0)."""
-    if low_a > high_b:
-        return "higher"
-    return "lower" if high_a < low_b else "no difference"
 
 
 # Each rate in ``summarize`` and the count it is a share of.

@@ -1,5 +1,6 @@
 """The 95% t-interval of a mean over a handful of runs (seeds): what ``reprank report`` and notebook 05 read.
 ``paired_difference`` is the same interval on the per-seed differences of two arms (notebook 05's section 6).
+``compare_intervals`` reads two intervals (or a difference's interval against zero) as a verdict.
 
 A t-interval, not mean ± 1.96·std/√n: with 3 seeds the t quantile is 4.30, and the normal interval would be
 less than half as wide as it should be.
@@ -48,3 +49,11 @@ def paired_difference(a, b) -> tuple[float, float, float]:
     if differences.size == 0:
         raise ValueError("the two arms share no seed: there is no paired difference")
     return mean_interval(differences)
+
+
+def compare_intervals(low_a: float, high_a: float, low_b: float, high_b: float) -> str:
+    """The verdict on two rates from their intervals: "higher" when a's lies wholly above b's, "lower" when wholly
+    below, else "no difference" (overlapping or touching intervals, or a missing one: nan, at n = 0)."""
+    if low_a > high_b:
+        return "higher"
+    return "lower" if high_a < low_b else "no difference"
