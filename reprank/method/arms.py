@@ -100,8 +100,8 @@ class Arms:
         self.curves.extend({"run": name, **row} for row in tracker.summaries)
         for step, judged in recorder.answers.items():
             self.record(f"{name}@{step}", judged)
-        # Judged with the adapter merged into the weights: the same model, and greedy answers come ~15% faster on a
-        # CPU than through PEFT's extra LoRA matmuls.
+        # Judged with the adapter merged into the weights: the same answers, 1.2x faster on a CPU than through PEFT's
+        # extra LoRA matmuls (benchmarks/bench_judging.py).
         policy = policy.merge_and_unload().eval()
         self.judge(name, policy)
         return policy
