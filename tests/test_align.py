@@ -9,7 +9,7 @@ from datasets import Dataset
 from tiny import perturb_lora, tiny_model
 from trl import DPOTrainer
 
-from reprank.method import align
+from reprank.method import align, answer_head
 from reprank.studies import noise
 from reprank.lm.extraction import extract_hidden_states
 from reprank.lm.models import bf16_supported, model_device
@@ -87,6 +87,45 @@ def test_confidence_one_is_exactly_trls_sigmoid_loss(tokenizer, tmp_path):
 
     trainer.confidence_source = "none"  # method="dpo": TRL's loss untouched
     torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["dpo", "confidence"])
+def test_the_answer_only_head_feeds_trls_head_fewer_rows_and_changes_no_number(tokenizer, tmp_path, monkeypatch,
+                                                                               method):
+    """reprank.method.answer_head: on a CPU, TRL's fused head sees the labelled positions only; same loss, same grads."""
+    import trl.trainer.utils as trl_utils
+
+    trainer = align.make_trainer(tiny_model(tokenizer), tokenizer, pairs([1.0, 0.5, 0.8, 0.7]), method=method,
+                                 config=config(tmp_path))
+    perturb_lora(trainer.model)
+    batch = fixed_batch(trainer)
+    head, rows = trl_utils._ChunkedLogProbFunction, []
+
+    class CountingHead:
+        @staticmethod
+        def apply(hidden, *args):
+            rows.append(hidden.shape[0])
+            return head.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", CountingHead)
+    results = []
+    try:
+        for switch in (answer_head.disable, answer_head.enable):
+            switch()
+            trainer.model.zero_grad()
+            loss = trainer._compute_loss(trainer.model, batch)
+            loss.backward()
+            results.append((loss.detach(), {n: q.grad.clone() for n, q in trainer.model.named_parameters()
+                                            if q.grad is not None}))
+    finally:
+        answer_head.enable()
+    labelled = int((batch["completion_mask"] == 1).sum())
+    assert rows == [batch["input_ids"].shape[0] * (batch["input_ids"].shape[1] - 1), labelled]  # every position, then answers
+    (full_loss, full_grads), (compact_loss, compact_grads) = results
+    torch.testing.assert_close(compact_loss, full_loss)
+    assert full_grads and full_grads.keys() == compact_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(compact_grads[name], grad, msg=name)
 
 
 @pytest.mark.parametrize("confidence", [[0.5] * 4, [1.0, 0.5, 0.8, 0.0]])

@@ -64,6 +64,42 @@ def test_deterministic_and_cached(default_model, tmp_path):
     assert len(list(tmp_path.glob("hidden-*.npz"))) == 2
 
 
+def test_reuse_rows_takes_the_texts_an_earlier_call_read_and_computes_only_the_others(default_model, tmp_path,
+                                                                                      monkeypatch):
+    m, tok = default_model.model, default_model.tokenizer
+    first = extraction.extract_hidden_states(m, tok, PROMPTS, RESPONSES, layers=[0, 1, 2, 3], pools=("end", "mean"),
+                                             cache_dir=tmp_path, model_name="x", progress=False)
+    forwards = []
+    body = extraction.transformer_body(m)
+    monkeypatch.setattr(type(body), "forward", _counting(type(body).forward, forwards))
+    # Layers 3 and 1 (a subset, in another order), one text twice and one text new.
+    prompts, responses = [PROMPTS[2], PROMPTS[0], "Name a colour.", PROMPTS[2]], [RESPONSES[2], RESPONSES[0], "Blue.", RESPONSES[2]]
+    later = extraction.extract_hidden_states(m, tok, prompts, responses, layers=[3, 1], pools=("end", "mean"),
+                                             cache_dir=tmp_path, model_name="x", reuse_rows=True, progress=False)
+    assert [len(ids) for ids in forwards] == [1]  # one forward, of the new text alone
+    for row, earlier in ((0, 2), (1, 0), (3, 2)):
+        np.testing.assert_array_equal(later.end[row], first.end[earlier][[3, 1]])
+        np.testing.assert_array_equal(later.mean[row], first.mean[earlier][[3, 1]])
+        assert later.n_tokens[row] == first.n_tokens[earlier]
+    fresh = extraction.extract_hidden_states(m, tok, ["Name a colour."], ["Blue."], layers=[3, 1], pools=("end", "mean"),
+                                             progress=False)
+    np.testing.assert_allclose(later.end[2], fresh.end[0], atol=1e-5)
+    # Without reuse_rows, or for another model name, every text is computed again.
+    forwards.clear()
+    extraction.extract_hidden_states(m, tok, prompts[:2], responses[:2], layers=[3, 1], pools=("end", "mean"),
+                                     cache_dir=tmp_path, model_name="x", progress=False)
+    extraction.extract_hidden_states(m, tok, prompts[:2], responses[:2], layers=[3, 1], pools=("end", "mean"),
+                                     cache_dir=tmp_path, model_name="y", reuse_rows=True, progress=False)
+    assert sum(len(ids) for ids in forwards) == 4
+
+
+def _counting(forward, calls):
+    def counted(self, input_ids=None, **kwargs):
+        calls.append(input_ids)
+        return forward(self, input_ids=input_ids, **kwargs)
+    return counted
+
+
 def test_long_responses_keep_their_end_token(default_model, close):
     m, tok = default_model.model, default_model.tokenizer
     long = "word " * 500

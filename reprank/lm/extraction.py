@@ -100,6 +100,33 @@ def _cache_key(model_name: str, texts: Sequence[str], layers: Sequence[int], poo
     return digest.hexdigest()[:24]
 
 
+def _rows_read_before(cache_dir: Path, model_name: str, shas: Sequence[str], layers: Sequence[int],
+                      pools: Sequence[str]) -> dict[int, tuple]:
+    """{index in ``shas``: (end row, mean row or None, n_tokens)} for the texts an earlier call cached in
+    ``cache_dir`` with the same model name and pools and every layer of ``layers``; the first file found wins."""
+    wanted: dict[str, list[int]] = {}
+    for i, sha in enumerate(shas):
+        wanted.setdefault(sha, []).append(i)
+    found: dict[int, tuple] = {}
+    for file in sorted(cache_dir.glob("hidden-*.npz")) if cache_dir.is_dir() else []:
+        with np.load(file) as saved:
+            if "read_with" not in saved:
+                continue  # written before texts were recorded
+            name, file_layers, file_pools = json.loads(str(saved["read_with"]))
+            if name != model_name or sorted(pools) != file_pools or not set(layers) <= set(file_layers):
+                continue
+            rows = [(i, k) for k, sha in enumerate(saved["text_sha"]) for i in wanted.get(sha, ()) if i not in found]
+            if not rows:
+                continue
+            columns = [file_layers.index(layer) for layer in layers]
+            end, mean = saved["end"], saved["mean"] if "mean" in saved else None
+            for i, k in rows:
+                found[i] = (end[k][columns], None if mean is None else mean[k][columns], int(saved["n_tokens"][k]))
+        if len(found) == len(shas):
+            break
+    return found
+
+
 @torch.inference_mode()
 def extract_hidden_states(
     model: torch.nn.Module,
@@ -116,6 +143,7 @@ def extract_hidden_states(
     model_name: str | None = None,
     progress: bool = True,
     end_token_fn=end_token_states,
+    reuse_rows: bool = False,
 ) -> HiddenStates:
     """Hidden states at the end token (and optionally the mean over response tokens) for every layer.
 
@@ -124,6 +152,10 @@ def extract_hidden_states(
     batch), run through the transformer body under ``inference_mode``, and returned in the input order as
     float32 arrays.
     With ``cache_dir`` set, results are stored there keyed by model name, layers and the exact texts.
+    With ``reuse_rows`` too, a text an earlier call in ``cache_dir`` already read (same model name, its layers
+    among that call's, same pools) takes that call's row instead of a new forward: notebook 02 reads the very
+    texts notebook 01 read, so it takes the states 01's reward model learned from (equal to a fresh forward up
+    to float rounding, which depends on the batch a text shared). Only the texts not found are computed.
     ``end_token_fn(hidden, attention_mask)`` reads the end token (notebook 01 passes the student's own).
     """
     if len(prompts) != len(responses):
@@ -143,10 +175,14 @@ def extract_hidden_states(
             with np.load(cache_file) as saved:
                 return HiddenStates(saved["end"], saved["mean"] if "mean" in saved else None, layers, saved["n_tokens"])
 
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    shas = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    found = _rows_read_before(Path(cache_dir), name, shas, layers, pools) if cache_file is not None and reuse_rows \
+        else {}
+    todo = [i for i in range(len(texts)) if i not in found]
+    encoded = {i: tokenizer(texts[i], add_special_tokens=False)["input_ids"] for i in todo}
     want_mean = "mean" in pools
     prefix_lengths = (
-        [len(tokenizer(format_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]) for p in prompts]
+        {i: len(tokenizer(format_prompt(tokenizer, prompts[i]), add_special_tokens=False)["input_ids"]) for i in todo}
         if want_mean
         else None
     )
@@ -155,9 +191,15 @@ def extract_hidden_states(
     hidden = model.config.hidden_size
     end = np.zeros((len(texts), len(layers), hidden), dtype=np.float32)
     mean = np.zeros_like(end) if want_mean else None
+    n_tokens = np.zeros(len(texts), dtype=np.int64)
+    for i, (end_row, mean_row, n) in found.items():
+        end[i], n_tokens[i] = end_row, n
+        if want_mean:
+            mean[i] = mean_row
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    batches = length_sorted_batches([len(e) for e in encoded], batch_size, max_batch_tokens)
+    batches = [[todo[j] for j in batch] for batch in
+               length_sorted_batches([len(encoded[i]) for i in todo], batch_size, max_batch_tokens)]
     for batch in tqdm(batches, desc="hidden states", unit="batch", disable=not progress):
         lengths = torch.tensor([len(encoded[i]) for i in batch])
         input_ids = torch.full((len(batch), int(lengths.max())), pad_id, dtype=torch.long)
@@ -177,10 +219,13 @@ def extract_hidden_states(
             pooled = torch.stack([torch.einsum("btd,bt->bd", h, weights) for h in states], dim=1)
             mean[batch] = pooled.float().cpu().numpy()
 
-    result = HiddenStates(end, mean, layers, np.array([len(e) for e in encoded]))
+    for i in todo:
+        n_tokens[i] = len(encoded[i])
+    result = HiddenStates(end, mean, layers, n_tokens)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"end": end, "n_tokens": result.n_tokens}
+        arrays = {"end": end, "n_tokens": result.n_tokens, "text_sha": np.array(shas),
+                  "read_with": np.array(json.dumps([name, list(layers), sorted(pools)]))}
         if mean is not None:
             arrays["mean"] = mean
         np.savez(cache_file, **arrays)

@@ -61,8 +61,13 @@ from trl import DPOTrainer
 from reprank.base import defaults
 from reprank.method.dpo_loss import chosen_nll, conservative_dpo_loss, dpo_margin, sequence_log_probs  # noqa: F401
 from reprank.lm.extraction import transformer_body
+from reprank.method import answer_head
 from reprank.method.reference_logps import ReusedReferenceLogps
 from reprank.method.reward import HybridRewardModel, margin_bt_loss
+
+# Every DPO trainer in a process that imports this one (the package's and a notebook's own subclass of TRL's):
+# TRL's log-prob head scores the answer tokens only, on a CPU too. The same numbers, about 1.8x faster steps there.
+answer_head.enable()
 
 CONFIDENCE_SOURCES = ("column", "constant", "policy", "schedule", "none")
 REWARD_TRAINABLE = ("all", "gate")  # what the jointly trained reward model updates
