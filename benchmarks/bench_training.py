@@ -10,6 +10,8 @@ Compared, on the tokens of the same batches:
 
   limit:           a bare LoRA forward + backward of the policy over the same batches' real tokens packed in
                    one row (no padding, no reference), TRL's fused head on the completion tokens;
+  every_position_head: ``precompute_ref`` with TRL's fused head scoring every position (prompt and padding too),
+                   as TRL does on a CPU without ``reprank.method.answer_head``;
   <config>:        ``trainer.train()`` with that config, a step timed by a callback (first step left out as
                    warm-up); tokens = the batch's attention-mask sum (real tokens, chosen and rejected rows).
 
@@ -31,7 +33,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from reprank.data import sources as data
-from reprank.method import align
+from reprank.method import align, answer_head
 from reprank.method.conservative import ConfidenceDPOTrainer
 from reprank.lm.models import DEFAULT_MODEL, load_model, model_device
 
@@ -74,6 +76,7 @@ def run_config(name, args, **overrides):
     # Fresh pairs per config: same rows, a new in-memory fingerprint, so TRL's cache of precomputed reference
     # log-probs (keyed by dataset fingerprint and model hash) does not carry over from one config to the next.
     pairs = make_pairs(args.pairs)
+    (answer_head.enable if overrides.pop("answer_head", True) else answer_head.disable)()
     loaded = load_model(args.model_id)
     torch.manual_seed(0)
     config = align.dpo_config(f"/tmp/bench_training/{name}", max_steps=args.steps + 1, disable_tqdm=True,
@@ -103,6 +106,7 @@ def run_config(name, args, **overrides):
     timer = StepTimer(trainer.model)
     trainer.add_callback(timer)
     trainer.train()
+    answer_head.enable()  # the package's default again
     steps, timed = timer.steps[1:], batches[1: args.steps + 1]  # step 0: warm-up
     real = sum(int(b["attention_mask"].sum()) for b in timed)
     padded = sum(b["attention_mask"].numel() for b in timed)
@@ -144,6 +148,8 @@ def limit(model, batches) -> float:
 CONFIGS = {
     "ref_in_step": {"precompute_ref_log_probs": False},  # TRL's default: the reference forward inside every step
     "precompute_ref": {"precompute_ref_log_probs": True},  # align.dpo_config's default
+    # TRL's own CPU path (reprank.method.answer_head switched off): its log-prob head scores every position
+    "every_position_head": {"precompute_ref_log_probs": True, "answer_head": False},
 }
 
 
