@@ -163,8 +163,19 @@ def convert_default_model(target: Path | None = None) -> Path:
 
 
 def _ensure_default_converted() -> tuple[Path, bool]:
-    """The converted default model's folder, and whether it came from the cache (vs. converted now)."""
+    """The converted default model's folder, and whether it came from the cache (vs. converted now).
+
+    Two processes that start on an empty cache (two notebooks, the test suite's two workers) convert it once: the
+    second waits on a lock file beside the cache and then finds it."""
+    from filelock import FileLock  # torch's and the hub's dependency
+
     target = _converted_default_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(target.name + ".lock"))):
+        return _ensure_converted_locked(target)
+
+
+def _ensure_converted_locked(target: Path) -> tuple[Path, bool]:
     if not (target / "model.safetensors").is_file():
         return convert_default_model(target), False
     problem = cache_problem(target)
