@@ -38,9 +38,9 @@ noise: setup
 	$(BIN)/python -m reprank run --profile cpu --notebooks 05 --from-run "$$base" --runs-root runs/cpu-noise-seed-verdict \
 		--set 'arms=[]' judge_untuned=false sweep_dir="$(CURDIR)/runs/cpu-noise-seed"
 
-# Two workers: the notebook tests on one, in order; the others beside them at low priority (tests/conftest.py).
+# Two workers: the notebook tests (one file) on one, in order; the others beside them at low priority (tests/conftest.py).
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Everything but the papermill executions of the notebooks (a few minutes instead of ~15).
 test-fast: setup

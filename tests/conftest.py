@@ -11,9 +11,9 @@ import pytest
 import torch
 
 
-# `make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). The notebook tests are one group (one worker,
-# in order, sharing their run folder) and the critical path: they go first, and their kernels keep both cores at
-# full priority. A worker running any other test lowers its own priority and uses one thread from then on, so the
+# `make test` runs two pytest-xdist workers (`-n 2 --dist loadfile`: a test file stays on one worker; xdist 3.8's
+# `loadgroup` marks are ignored under pytest 9). tests/test_notebooks.py is the critical path (its tests share one
+# run folder, in order): it goes first, and its kernels keep both cores at full priority. A worker running any other test lowers its own priority and uses one thread from then on, so the
 # unit tests fill the cores' idle moments (kernel start-up, imports, Python between forwards) instead of slowing
 # the notebooks. Without xdist nothing changes but the order.
 def pytest_collection_modifyitems(config, items):

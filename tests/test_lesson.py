@@ -125,7 +125,7 @@ def test_by_hand_without_a_compatible_run_builds_the_earlier_steps_once(runs_roo
 
     lesson = start_lesson("02", namespace={}, model_id=MODEL, seed=0)  # the edited 01 does not fit
     out = capsys.readouterr().out
-    assert "building them first in" in out and "~5 min, a rough estimate" in out
+    assert "building them first in" in out and "~8 min, a rough estimate" in out
     (call,) = fake_papermill
     built = call["run_dir"]
     assert call["notebooks"] == ["01"] and call["progress"] and built.name.startswith("defaults-")

@@ -20,7 +20,7 @@ from reprank.running import registry, runner, runs
 from reprank.teaching import student
 from reprank.teaching.lesson import step_parameters
 
-pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("notebooks")]  # one worker, in order
+pytestmark = pytest.mark.notebook
 
 SMALL = {"n_harmful": 24, "n_benign": 24, "n_human": 160, "max_new_tokens": 32, "max_response_tokens": 48,
          "rm_epochs": 20, "seed": 0, "use_reference_solutions": True, "sample_max_new_tokens": 32}

