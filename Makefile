@@ -38,9 +38,15 @@ noise: setup
 	$(BIN)/python -m reprank run --profile cpu --notebooks 05 --from-run "$$base" --runs-root runs/cpu-noise-seed-verdict \
 		--set 'arms=[]' judge_untuned=false sweep_dir="$(CURDIR)/runs/cpu-noise-seed"
 
-# Two workers: the notebook tests (one file) on one, in order; the others beside them at low priority (tests/conftest.py).
+# Two pytest processes: the notebook tests (the critical path, ~12 min) at full priority, and beside them the others
+# (what test-fast runs) at low priority on one thread, filling the cores' idle moments (kernel start-up, imports,
+# Python between forwards); their log is printed after. Fails when either fails.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	@OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m pytest -m "not notebook" -p no:cacheprovider > .test-others.log 2>&1 & \
+	others=$$!; $(BIN)/python -m pytest -m notebook; notebooks=$$?; wait $$others; others_rc=$$?; \
+	echo "==== the other tests (ran beside the notebook tests; log: .test-others.log) ===="; cat .test-others.log; \
+	echo "[make test] notebook tests: exit $$notebooks; the other tests: exit $$others_rc"; \
+	[ $$notebooks -eq 0 ] && [ $$others_rc -eq 0 ]
 
 # Everything but the papermill executions of the notebooks (a few minutes instead of ~15).
 test-fast: setup

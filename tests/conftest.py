@@ -5,32 +5,8 @@ CUDA host. Tests move their own inputs to the model's device (``on_model``) and 
 ``models.pick_dtype(device)`` instead of assuming fp32.
 """
 
-import os
-
 import pytest
 import torch
-
-
-# `make test` runs two pytest-xdist workers (`-n 2 --dist loadfile`: a test file stays on one worker; xdist 3.8's
-# `loadgroup` marks are ignored under pytest 9). tests/test_notebooks.py is the critical path (its tests share one
-# run folder, in order): it goes first, and its kernels keep both cores at full priority. A worker running any other test lowers its own priority and uses one thread from then on, so the
-# unit tests fill the cores' idle moments (kernel start-up, imports, Python between forwards) instead of slowing
-# the notebooks. Without xdist nothing changes but the order.
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.get_closest_marker("notebook") is None)  # stable: notebooks first
-
-
-_BACKGROUND = {"done": False}
-
-
-@pytest.fixture(autouse=True)
-def _background_beside_the_notebooks(request):
-    if (os.environ.get("PYTEST_XDIST_WORKER") and not _BACKGROUND["done"]
-            and request.node.get_closest_marker("notebook") is None):
-        os.nice(10)  # this worker, and every process it starts from now on
-        torch.set_num_threads(1)
-        _BACKGROUND["done"] = True
-    yield
 
 
 @pytest.fixture(scope="session")
