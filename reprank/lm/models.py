@@ -165,7 +165,7 @@ def convert_default_model(target: Path | None = None) -> Path:
 def _ensure_default_converted() -> tuple[Path, bool]:
     """The converted default model's folder, and whether it came from the cache (vs. converted now).
 
-    Two processes that start on an empty cache (two notebooks, the test suite's two workers) convert it once: the
+    Two processes that start on an empty cache (two notebooks, make test's two pytest processes) convert it once: the
     second waits on a lock file beside the cache and then finds it."""
     from filelock import FileLock  # torch's and the hub's dependency
 
