@@ -248,7 +248,7 @@ def test_notebook_04_training_makes_held_out_answers_safer(run_dir, step_04):
     assert set(saved.arm) == set(results) and len(saved) == len(results) * (20 + 16 + 10)
     assert registry.load_artifact(run_dir, "compute_04").total("paper: training") > 0
     for figure in ("04_training_curves", "04_paper_confidence", "04_tradeoff", "04_discrimination",
-                   "04_frontier", "04_paper_scores"):
+                   "04_frontier", "04_paper_scores", "04_pull"):
         assert (run_dir / "figures" / f"{figure}.png").is_file()
     assert (run_dir / "adapters" / "paper" / "adapter_config.json").is_file()
     # Trained on notebook 03's saved pairs, with 03's sampling settings.
