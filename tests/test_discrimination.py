@@ -16,7 +16,9 @@ from scipy.stats import norm  # noqa: E402
 from reprank.measure.discrimination import (  # noqa: E402
     criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, paired_verdict, plot_hit_false_alarm, rates,
 )
-from reprank.measure.frontier import advantage, envelope, envelope_vertices, frontier_verdict  # noqa: E402
+from reprank.measure.frontier import (  # noqa: E402
+    advantage, envelope, envelope_vertices, frontier_verdict, verdicts_over_seeds,
+)
 
 
 def answer_table(arms: dict[str, tuple[list[bool], list[bool]]]) -> pd.DataFrame:
@@ -210,6 +212,30 @@ def test_frontier_verdict_on_hand_made_answer_tables():
     assert on_frontier["advantage"] == 0 and on_frontier["advantage_high"] <= 0 and not on_frontier["helps"]
     with pytest.raises(ValueError, match="family"):
         frontier_verdict(table, family, "mid", control_arm="untuned")
+
+
+def test_verdicts_over_seeds_read_t_intervals_of_the_seeds_values():
+    rows = [  # phrase: three seeds a little above; classifier: one seed far above, two below
+        {"run": f"seed{s}", "judge": "phrase", "source": "test", "advantage": a, "vs_control": c, "helps": h}
+        for s, a, c, h in [(0, 0.10, 0.05, True), (1, 0.12, 0.06, True), (2, 0.08, 0.04, False)]
+    ] + [
+        {"run": f"seed{s}", "judge": "classifier", "source": "test", "advantage": a, "vs_control": c, "helps": h}
+        for s, a, c, h in [(0, 0.30, 0.20, True), (1, -0.05, -0.02, False), (2, -0.04, 0.01, False)]
+    ]
+    table = verdicts_over_seeds(pd.DataFrame(rows))
+    phrase, classifier = table.loc[("phrase", "test")], table.loc[("classifier", "test")]
+    # By hand: mean 0.10, sd 0.02, t(0.975, 2) = 4.3027, half-width 4.3027 * 0.02 / sqrt(3) = 0.04968
+    assert phrase.advantage == pytest.approx(0.10) and phrase.advantage_low == pytest.approx(0.10 - 0.049683, abs=1e-5)
+    assert phrase.vs_control_low == pytest.approx(0.05 - 4.302653 * 0.01 / np.sqrt(3), abs=1e-5)
+    assert phrase.helps and phrase.seeds == 3 and phrase.seeds_helping == 2
+    assert classifier.advantage == pytest.approx(0.07) and classifier.advantage_low < 0 and not classifier.helps
+    assert classifier.seeds_helping == 1
+    one_seed = verdicts_over_seeds(pd.DataFrame(rows[:1])).iloc[0]
+    assert one_seed.advantage == pytest.approx(0.10) and np.isnan(one_seed.advantage_low) and not one_seed.helps
+    with pytest.raises(ValueError, match="one run"):
+        verdicts_over_seeds(pd.DataFrame(rows[:1] * 2))
+    with pytest.raises(ValueError, match="columns"):
+        verdicts_over_seeds(pd.DataFrame(rows).drop(columns="vs_control"))
 
 
 # --- the figure -----------------------------------------------------------------------------------------------

@@ -127,3 +127,21 @@ def test_tradeoff_pairs_match_each_safe_rate_with_its_over_refusal_rate():
              "r.<arm>.over_refusal_rate_classifier", "r.<arm>.safe_rate_low"]
     assert tradeoff_pairs(names) == [("r.<arm>.safe_rate", "r.<arm>.over_refusal_rate"),
                                      ("r.<arm>.safe_rate_classifier", "r.<arm>.over_refusal_rate_classifier")]
+
+
+def test_frontier_verdicts_gather_one_arms_verdicts_from_every_finished_run(tmp_path):
+    def verdicts(a):
+        return [{"judge": j, "source": "test split", "arm": arm, "control": "paper_replay permuted", "advantage": a,
+                 "vs_control": a / 2, "helps": a > 0} for j in ("phrase", "classifier")
+                for arm in ("paper", "paper_replay in order")]
+    root = tmp_path / "frontier"
+    for seed, a in [(0, 0.1), (1, -0.1)]:
+        make_run(root / f"seed={seed}", {"seed": seed}, {"04_alignment": {"frontier": {"verdicts": verdicts(a)}}})
+    make_run(root / "plain", {"seed": 2}, {"04_alignment": {"results": {}}})  # notebook 04 without the frontier
+    make_run(root / "seed=3", {"seed": 3}, {"04_alignment": {"frontier": {"verdicts": verdicts(0.5)}}},
+             status="failed")
+    found = report.frontier_verdicts(root)
+    assert sorted(found.seed) == [0, 0, 1, 1] and set(found.arm) == {"paper"} and set(found.run) == {"seed=0", "seed=1"}
+    assert found.set_index(["run", "judge"]).advantage[("seed=1", "phrase")] == -0.1
+    with pytest.raises(UserError, match="no finished run there has frontier verdicts"):
+        report.frontier_verdicts(root / "plain")

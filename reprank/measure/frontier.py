@@ -90,3 +90,30 @@ def frontier_verdict(table: pd.DataFrame, family_arms: list[str], arm: str, cont
         result |= {key: float(point), f"{key}_low": float(low), f"{key}_high": float(high)}
     result["helps"] = bool(result["advantage_low"] > 0 and result["vs_control_low"] > 0)
     return result
+
+
+def verdicts_over_seeds(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One row per (judge, source): the seeds' mean A(arm) and A(arm) - A(control) with 95% t-intervals over seeds.
+
+    ``verdicts``: one row per seed, judge and source, with the columns ``run`` (which seed), ``judge``, ``source``,
+    ``advantage``, ``vs_control`` and ``helps`` (``frontier_verdict``'s, one arm). Each seed's own verdict reads
+    intervals over prompts; over seeds the unit is the seed, so the interval is a t-interval of the seeds' values
+    (``intervals.mean_interval``: wide with three seeds). ``helps`` is True when both means' intervals lie above 0;
+    ``seeds_helping`` counts the seeds whose own verdict said so in that slice.
+    """
+    from reprank.measure.intervals import mean_interval
+
+    missing = {"run", "judge", "source", "advantage", "vs_control", "helps"} - set(verdicts.columns)
+    if missing:
+        raise ValueError(f"The verdicts lack the columns {sorted(missing)}.")
+    rows = []
+    for (judge, source), part in verdicts.groupby(["judge", "source"], sort=False):
+        if part.run.duplicated().any():
+            raise ValueError(f"Two verdicts of one run for {judge} / {source}: give one arm's verdicts.")
+        row = {"judge": judge, "source": source, "seeds": len(part), "seeds_helping": int(part.helps.sum())}
+        for key in ("advantage", "vs_control"):
+            mean, low, high = mean_interval(part[key])
+            row |= {key: mean, f"{key}_low": low, f"{key}_high": high}
+        row["helps"] = bool(row["advantage_low"] > 0 and row["vs_control_low"] > 0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["judge", "source"])

@@ -70,6 +70,21 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
     return unique, left_out
 
 
+def frontier_verdicts(path: str | Path, arm: str = "paper") -> pd.DataFrame:
+    """``arm``'s matched-strength verdicts (notebook 04 with ``frontier = True``) in every finished run under
+    ``path``: one row per run, judge and source, with the run's folder name and seed. Runs without verdicts
+    (notebook 04 run without the frontier, or other notebooks) are skipped; none at all is a user error."""
+    rows = []
+    for run in collect_runs([path])[0]:
+        found = read_metrics(run).get("04_alignment", {}).get("frontier") or {}
+        seed = read_run_record(run).get("parameters", {}).get("seed")
+        rows += [{"run": run.name, "seed": seed, **v} for v in found.get("verdicts", []) if v.get("arm") == arm]
+    if not rows:
+        raise UserError(f"{path}: no finished run there has frontier verdicts of {arm!r}; run notebook 04 with "
+                        "frontier = True (the sweep profiles/sweeps/cpu-frontier.yaml) first")
+    return pd.DataFrame(rows)
+
+
 def flatten(values: dict, prefix: str = "") -> dict:
     """Nested dicts to dotted keys; only scalars are kept (lists and arrays are left out)."""
     flat = {}
