@@ -231,10 +231,32 @@ def same_values(got: Any, expected: Any, atol: float = 1e-5) -> str | None:
     return None if got == expected else f"expected {describe(expected)}, got {describe(got)}"
 
 
+def _copy_with_gradients(value):
+    """A deep copy in which the parameters of every module at the top of ``value`` (nested tuples, lists, dicts) keep
+    the gradients they hold: ``copy.deepcopy`` drops a Parameter's ``.grad``, and a case may hold the gradients an
+    earlier step left, which an answer that forgets ``optimizer.zero_grad()`` would add to."""
+    memo = {}
+    copied = copy.deepcopy(value, memo)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (tuple, list)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, torch.nn.Module):
+            for parameter in item.parameters():
+                twin = memo.get(id(parameter))
+                if parameter.grad is not None and twin is not None:
+                    twin.grad = parameter.grad.detach().clone()
+    return copied
+
+
 def _call(fn: Callable, case: Case, gradients: tuple[int, ...]) -> tuple[Any, dict[int, torch.Tensor], list]:
     """``fn`` on a deep copy of the case's arguments, those listed in ``gradients`` (floating tensors) made leaves
     that require grad; returns the output, those leaves by argument index and the arguments after the call."""
-    args, kwargs = list(copy.deepcopy(case.args)), copy.deepcopy(case.kwargs)
+    args, kwargs = _copy_with_gradients((case.args, case.kwargs))
+    args = list(args)
     leaves = {}
     for index in gradients:
         if isinstance(args[index], torch.Tensor) and args[index].is_floating_point():

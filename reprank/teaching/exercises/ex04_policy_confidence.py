@@ -56,7 +56,8 @@ def _random_step(generator, pairs=4, n_layers=4, layers=(2, 3, 4), length=6, d=5
 
 def _policy_confidence_cases() -> list[Case]:
     generator = torch.Generator().manual_seed(0)
-    # Adam's second step: the optimiser's state holds a first step, taken on other states of the same shape.
+    # Adam's second step: the optimiser's state holds a first step, taken on other states of the same shape, and the
+    # RM's parameters still hold that step's gradients (the checker's copy keeps them), as in the trainer.
     hidden, ends, rm, optimizer, alpha, margin = _random_step(generator, margin=2.5)
     conservative.policy_confidence(torch.randn(hidden.shape, generator=generator), ends, rm, optimizer, alpha, margin)
     return [
@@ -96,7 +97,8 @@ def _reward_model_step_problem(yours: tuple, reference: tuple) -> str | None:
         gap = (got.detach() - want.detach()).abs().max().item()
         if gap > 1e-6:
             return (f"the reward model after your step differs from the reference's (`{name}` by up to {gap:.2g}): one "
-                    f"step on the mean of -log sigmoid(s_c - s_r - margin) over the pairs, chosen rows first")
+                    f"step on the mean of -log sigmoid(s_c - s_r - margin) over the pairs, chosen rows first, after "
+                    f"`optimizer.zero_grad()` (the gradients an earlier step left would add to this one's)")
     return None
 
 
@@ -143,6 +145,15 @@ def _p_with_gradient(hidden_states, ends, reward_model, optimizer, alpha, margin
     return torch.sigmoid(alpha * _sigmoid_gap(chosen, rejected)).clamp(min=0.5)
 
 
+def _no_zero_grad(hidden_states, ends, reward_model, optimizer, alpha, margin):  # backward onto stale gradients
+    rows = torch.arange(len(ends))
+    states = torch.stack([hidden_states[layer][rows, ends] for layer in reward_model.layers], dim=1).detach()
+    chosen, rejected = reward_model(states).chunk(2)
+    conservative.margin_bt_loss(chosen, rejected, margin).backward()
+    optimizer.step()
+    return conservative.batch_confidence(chosen.detach(), rejected.detach(), alpha)
+
+
 # Answers the checker must reject (tests/test_exercises.py, through ex04.WRONG_ANSWERS, which merges this catalogue):
 # the answer, or (answer, a regular expression the checker's message must match).
 WRONG_ANSWERS = {
@@ -165,5 +176,6 @@ WRONG_ANSWERS = {
          r"margin 2\.5.*reward model after your step differs"),
         (functools.partial(_paper_step, confidence=lambda c, r, a: torch.sigmoid(a * _sigmoid_gap(c, r)).clamp(
             min=0.5)[None]), r"shape \(\), got shape \(1,\)"),  # a (1,) tensor for a 0-dim one
+        (_no_zero_grad, r"Adam's second step.*after `optimizer.zero_grad\(\)`"),  # the last step's gradients added
     ],
 }
