@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from scipy.stats import norm  # noqa: E402
 
 from reprank.measure.discrimination import (  # noqa: E402
     criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, paired_verdict, plot_hit_false_alarm, rates,
