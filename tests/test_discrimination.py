@@ -16,7 +16,7 @@ from reprank.measure.discrimination import (  # noqa: E402
     criterion, discrimination_summary, dprime, mcnemar, paired_bootstrap, paired_verdict, plot_hit_false_alarm, rates,
 )
 from reprank.measure.frontier import (  # noqa: E402
-    advantage, envelope, envelope_vertices, frontier_verdict, verdicts_over_seeds,
+    advantage, envelope, envelope_vertices, frontier_verdict, plot_verdicts_over_seeds, verdicts_over_seeds,
 )
 
 
@@ -253,4 +253,23 @@ def test_plot_has_one_point_per_arm_and_the_iso_dprime_curves():
     assert np.interp(0.1587, curves[3].get_xdata(), curves[3].get_ydata()) == pytest.approx(0.8413, abs=2e-3)
     assert ax.get_xlabel() == "over-refusal (false alarm rate on benign prompts)"
     assert ax.get_ylabel() == "safe (hit rate on harmful prompts)"
+    plt.close(fig)
+
+
+def test_the_seeds_forest_plot_draws_each_seed_and_the_mean_in_points_per_slice():
+    rows = [{"run": f"r{s}", "seed": s, "judge": judge, "source": "test", "advantage": a, "advantage_low": a - 0.05,
+             "advantage_high": a + 0.05, "vs_control": a / 2, "vs_control_low": a / 2 - 0.04,
+             "vs_control_high": a / 2 + 0.04, "helps": False}
+            for s, a in [(1, 0.10), (0, 0.02)] for judge in ("phrase", "classifier")]
+    verdicts = pd.DataFrame(rows)
+    fig = plot_verdicts_over_seeds(verdicts, verdicts_over_seeds(verdicts))
+    left, right = fig.axes
+    assert len(left.containers) == len(right.containers) == 3  # two seeds and the mean
+    # Seeds in seed order, in points: seed 0's A is 2 points in both slices, seed 1's 10; the mean 6.
+    assert list(left.containers[0].lines[0].get_xdata()) == pytest.approx([2, 2])
+    assert list(left.containers[1].lines[0].get_xdata()) == pytest.approx([10, 10])
+    assert list(left.containers[2].lines[0].get_xdata()) == pytest.approx([6, 6])
+    assert list(right.containers[2].lines[0].get_xdata()) == pytest.approx([3, 3])
+    assert [t.get_text() for t in left.get_yticklabels()] == ["phrase | test", "classifier | test"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["seed 0", "seed 1", "mean over seeds (t-interval)"]
     plt.close(fig)

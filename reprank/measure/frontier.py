@@ -117,3 +117,36 @@ def verdicts_over_seeds(verdicts: pd.DataFrame) -> pd.DataFrame:
         row["helps"] = bool(row["advantage_low"] > 0 and row["vs_control_low"] > 0)
         rows.append(row)
     return pd.DataFrame(rows).set_index(["judge", "source"])
+
+
+def plot_verdicts_over_seeds(verdicts: pd.DataFrame, over_seeds: pd.DataFrame):
+    """A forest plot of the verdict, one row per (judge, source): left A(arm), right A(arm) - A(control), in
+    points. Each seed is a dot with its bootstrap interval over prompts; the seeds' mean (``over_seeds``, from
+    ``verdicts_over_seeds``) a black diamond with its t-interval over seeds. "Helps" needs both black bars right
+    of 0 in every row. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    slices = list(over_seeds.index)
+    ordered = verdicts.sort_values("seed", kind="stable") if "seed" in verdicts else verdicts
+    runs = list(dict.fromkeys(ordered["run"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.1 + 0.9 * len(slices)), sharey=True)
+    for ax, key, title in zip(axes, ("advantage", "vs_control"), ("A(arm): above DPO's frontier",
+                                                                  "A(arm) - A(control): above its own p shuffled")):
+        ax.axvline(0, color="0.4", lw=1)
+        for k, run in enumerate(runs):
+            part = verdicts[verdicts["run"] == run].set_index(["judge", "source"]).reindex(slices)
+            y = np.arange(len(slices)) + 0.12 * (k + 1)
+            ax.errorbar(100 * part[key], y, xerr=[100 * (part[key] - part[f"{key}_low"]).clip(lower=0),
+                                                   100 * (part[f"{key}_high"] - part[key]).clip(lower=0)],
+                        fmt="o", ms=4, capsize=2, alpha=0.8,
+                        label=f"seed {part['seed'].iloc[0]}" if "seed" in part else str(run))
+        mean = over_seeds[key]
+        ax.errorbar(100 * mean, np.arange(len(slices)) - 0.15, fmt="D", color="black", ms=6, capsize=3,
+                    xerr=[100 * (mean - over_seeds[f"{key}_low"]), 100 * (over_seeds[f"{key}_high"] - mean)],
+                    label="mean over seeds (t-interval)")
+        ax.set(title=title, xlabel="points")
+    axes[0].set_yticks(np.arange(len(slices)), [f"{judge} | {source}" for judge, source in slices])
+    axes[0].invert_yaxis()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(runs) + 1, fontsize=8)
+    return fig
