@@ -59,3 +59,19 @@ def tokenizer():
     from reprank.lm.models import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path())
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a script of benchmarks/ by its file name (the folder is not a package): ``benchmark_script("bench_gpu")``."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,22 +1,15 @@
 """benchmarks/bench_gpu.py (the one-shot GPU-path check) at tiny size on the CPU, and its copy of the default
 model's config and tokenizer (the script's random-weight model must have the real architecture)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("bench_gpu")
 
 
 def test_tiny_run_on_cpu_writes_every_number(bench, tmp_path):

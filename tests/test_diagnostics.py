@@ -1,20 +1,12 @@
 """benchmarks/diagnose_harmful_ranking.py's variance split, on hand-made reward tables."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_harmful_ranking.py"
-
 
 @pytest.fixture(scope="module")
-def diagnose():
-    spec = importlib.util.spec_from_file_location("diagnose_harmful_ranking", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def diagnose(benchmark_script):
+    return benchmark_script("diagnose_harmful_ranking")
 
 
 def test_rewards_that_vary_by_prompt_only_are_all_the_prompts_share(diagnose):
