@@ -40,8 +40,8 @@ noise: setup
 
 # Two pytest processes: the notebook tests (the critical path, ~12 min) at full priority, and beside them the others
 # (what test-fast runs) on one thread under SCHED_IDLE (nice 19 without chrt), so they only take what the notebooks
-# leave idle (kernel start-up, imports, Python between forwards): under nice 10 they stalled the notebooks' two-thread
-# torch calls, notebooks 01 + 02 338 s instead of 127 s alone. Their log is printed after. Fails when either fails.
+# leave idle (kernel start-up, imports, Python between forwards); docs/running.md has the times under nice 10 and
+# SCHED_IDLE. Their log is printed after. Fails when either fails.
 IDLE := $(shell command -v chrt >/dev/null 2>&1 && echo chrt --idle 0 || echo nice -n 19)
 test: setup
 	@OMP_NUM_THREADS=1 $(IDLE) $(BIN)/python -m pytest -m "not notebook" -p no:cacheprovider > .test-others.log 2>&1 & \
