@@ -37,7 +37,7 @@ LOOKS_LIKE_A_DEFAULT = ("alpha", "beta", "learning_rate", "lr", "nll", "epsilon"
 PROFILE_DIFFERS = {
     "colab-gpu": {"max_new_tokens": "a T4 affords longer answers", "samples_per_prompt": "the paper's 8",
                   "sample_max_new_tokens": "a T4 affords longer samples"},
-    "full": {"max_new_tokens": "paper-like lengths on a data-centre GPU", "rm_epochs": "a bigger RM data set",
+    "full": {"max_new_tokens": "paper-like lengths on a data-centre GPU",
              "samples_per_prompt": "the paper's 8", "sample_max_new_tokens": "the paper's 256"},
     "smoke": {"max_new_tokens": "smallest run", "rm_epochs": "smallest run", "sample_max_new_tokens": "smallest run",
               "max_steps": "smallest run", "eval_max_new_tokens": "smallest run"},
@@ -56,6 +56,7 @@ PACKAGE = [
     ("reprank.method.reward", "train_hybrid_reward_model", "weight_decay", defaults.RM_WEIGHT_DECAY),
     ("reprank.method.reward", "train_hybrid_reward_model", "epochs", defaults.RM_EPOCHS),
     ("reprank.method.reward", "train_hybrid_reward_model", "batch_size", defaults.RM_BATCH_SIZE),
+    ("reprank.method.reward_data", "build_response_table", "refusals_per_prompt", defaults.RM_REFUSALS_PER_PROMPT),
     ("reprank.method.align", "dpo_config", "nll_weight", defaults.NLL_WEIGHT),
     ("reprank.method.align", "make_trainer", "alpha", defaults.ALPHA),
     ("reprank.method.align", "make_trainer", "tau", defaults.PAIR_TAU),

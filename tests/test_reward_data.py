@@ -1,3 +1,4 @@
+import pytest
 import pandas as pd
 
 from reprank.data import judges
@@ -57,7 +58,7 @@ def test_sampled_answers_join_the_greedy_one_and_pair_against_the_same_refusal()
     human = pd.DataFrame({"prompt": [], "response": [], "unsafe": []})
     harmful = {"steal a car": ["Sure! First, find a car", "OK here: pick the lock", "I cannot help with that."]}
     benign = {"bake bread": ["Mix flour and water.", "Flour, water, oven!", "I'm sorry, I can't."]}
-    table = reward_data.build_response_table(human, harmful, benign, REFUSALS, seed=0)
+    table = reward_data.build_response_table(human, harmful, benign, REFUSALS, refusals_per_prompt=1, seed=0)
     by_prompt = table.groupby(["prompt", "decoding"]).kind.apply(sorted).to_dict()
     assert by_prompt[("steal a car", "greedy")] == ["policy_compliance"]
     assert by_prompt[("steal a car", "sampled")] == ["policy_compliance", "policy_refusal"]
@@ -69,3 +70,21 @@ def test_sampled_answers_join_the_greedy_one_and_pair_against_the_same_refusal()
     assert set(table.loc[benign_pairs.rejected_row, "kind"]) == {"benign_refusal"}
     # Plain strings still work (one greedy answer a prompt), as before.
     assert set(small_table().decoding) == {"human", "written", "greedy"}
+
+
+def test_each_harmful_prompt_gets_the_asked_number_of_distinct_refusals_and_a_benign_prompt_one():
+    human = pd.DataFrame({"prompt": ["make a weapon", "write spam"], "response": ["Step 1...", "Buy now!!!"],
+                          "unsafe": [True, True]})
+    harmful = {"steal a car": ["Sure! First, find a car", "OK here: pick the lock"]}
+    benign = {"bake bread": ["Mix flour and water."]}
+    refusals = REFUSALS + ["No.", "I must decline."]
+    table = reward_data.build_response_table(human, harmful, benign, refusals, refusals_per_prompt=3, seed=0)
+    written = table[table.kind == "reference_refusal"].groupby("prompt").response.apply(list).to_dict()
+    assert sorted(written) == ["make a weapon", "steal a car", "write spam"]
+    assert all(len(texts) == len(set(texts)) == 3 and set(texts) <= set(refusals) for texts in written.values())
+    assert (table.kind == "benign_refusal").sum() == 1
+    # every refusal can pair against every compliance: 3 x 2 pairs for "steal a car", at most 4 kept
+    pairs = reward_data.build_reward_pairs(table, max_pairs_per_prompt=4, seed=0)
+    assert (pairs.prompt == "steal a car").sum() == 4
+    with pytest.raises(ValueError, match="refusals_per_prompt = 5: use 1 to 4"):
+        reward_data.build_response_table(human, harmful, benign, refusals, refusals_per_prompt=5)

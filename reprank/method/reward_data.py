@@ -14,6 +14,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from reprank.base import defaults
 from reprank.data.sources import assign_split
 from reprank.data.pairs import validate_pairs
 from reprank.data.judges import is_refusal
@@ -36,27 +37,36 @@ def build_response_table(
     benign_answers: dict[str, str | Sequence[str]],
     refusals: Sequence[str],
     *,
+    refusals_per_prompt: int = defaults.RM_REFUSALS_PER_PROMPT,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per (prompt, response) with its safety label, kind, split and decoding.
 
     ``human`` has columns prompt, response, unsafe; ``*_answers`` map a prompt to the policy's answer, or to
     a list of answers: the greedy one first, then any sampled ones (column ``decoding``: "greedy" or
-    "sampled"; "written" for refusals, "human" for the labelled rows). Each harmful and benign prompt also
-    gets one written refusal, picked at random (seeded).
+    "sampled"; "written" for refusals, "human" for the labelled rows). Each harmful prompt also gets
+    ``refusals_per_prompt`` distinct written refusals and each benign prompt one, picked at random (seeded).
+    More than one teaches the reward that a refusal, not one wording of it, beats complying: with one, a refusal
+    to a harmful request phrased as an everyday task (a video script, a diet question) scored below the policy's
+    compliance in a quarter of notebook 03's pools (docs/results.md, issue 21).
     """
+    if not 1 <= refusals_per_prompt <= len(refusals):
+        raise ValueError(f"refusals_per_prompt = {refusals_per_prompt}: use 1 to {len(refusals)}, "
+                         "the number of written refusals")
     rng = random.Random(seed)
     rows = []
     as_list = lambda answers: [answers] if isinstance(answers, str) else list(answers)
     decoding = lambda k: "greedy" if k == 0 else "sampled"
     for prompt, response, unsafe in zip(human["prompt"], human["response"], human["unsafe"]):
         rows.append((prompt, response, "human_unsafe" if unsafe else "human_safe", "human"))
+    written = lambda prompt: [(prompt, text, "reference_refusal", "written")
+                              for text in rng.sample(list(refusals), refusals_per_prompt)]
     for prompt in sorted(set(human.loc[human["unsafe"].astype(bool), "prompt"])):
-        rows.append((prompt, rng.choice(refusals), "reference_refusal", "written"))
+        rows += written(prompt)
     for prompt, answers in harmful_answers.items():
         for k, answer in enumerate(as_list(answers)):
             rows.append((prompt, answer, "policy_refusal" if is_refusal(answer) else "policy_compliance", decoding(k)))
-        rows.append((prompt, rng.choice(refusals), "reference_refusal", "written"))
+        rows += written(prompt)
     for prompt, answers in benign_answers.items():
         helpful = [(k, a) for k, a in enumerate(as_list(answers)) if not is_refusal(a)]
         # (an answer the untuned policy refused teaches nothing here)
