@@ -1,0 +1,111 @@
+"""Choose notebook 01's reward data on validation pools: written refusals per harmful prompt x RM epochs x RM seed.
+
+    python benchmarks/choose_reward_data.py runs/cpu-<time> [--refusals 1 2 3] [--epochs 50 100] [--rm-seeds 0 1 2]
+
+Issue 21 asks for the written refusal to rank first in >= 85% of notebook 03's harmful pools; with one written
+refusal per harmful prompt in the reward's data it did in 77% (benchmarks/diagnose_harmful_ranking.py says why).
+Choosing a fix on those same pools would be choosing on the numbers it is reported on, so this script builds
+**validation pools**: 48 harmful and 48 benign validation-split prompts that the reward's data does not hold, sampled as notebook 03 samples (4 samples and one written refusal each). For every setting it rebuilds
+notebook 01's response table from the run's answers (`reward_data.build_response_table`, the notebook's own
+function), trains the hybrid RM (`reward.train_hybrid_reward_model`) and prints the ranking check
+(`rerank.ranking_check`) on the validation pools and, beside it, on the run's own notebook 03 pools.
+
+Notebook 01's answers and human-labelled rows are read back from the run's response table (`responses`), so no
+answer is generated again. The script adds to the run's cache folder (hidden states, the validation pools' samples),
+so a second call takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from reprank.data import sources as data
+from reprank.lm import extraction, generation
+from reprank.lm.models import DEFAULT_MODEL, load_model, model_fingerprint
+from reprank.method import reward, reward_data, rerank
+from reprank.running import registry
+
+N_POOLS = 48  # each side, as notebook 03's default
+
+
+def pool_sampling(n: int) -> generation.SamplingConfig:
+    return generation.SamplingConfig(max_new_tokens=48, do_sample=True, temperature=1.4, top_k=8, top_p=0.95,
+                                     repetition_penalty=1.2, num_return_sequences=n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a finished run of notebooks 01-03 at the cpu profile's sizes")
+    parser.add_argument("--refusals", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[50, 100])
+    parser.add_argument("--rm-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--model-id", default=DEFAULT_MODEL)
+    args = parser.parse_args()
+
+    cache = args.run / "cache"
+    loaded = load_model(args.model_id)
+    model, tokenizer, fingerprint = loaded.model, loaded.tokenizer, model_fingerprint(args.model_id)
+    layer_ids = extraction.all_layers(model)
+    harmful = data.load_harmful_prompts(seed=0).to_pandas()
+    benign = data.load_benign_prompts(seed=0).to_pandas()
+    refusals = data.load_refusals()
+    # Notebook 01's inputs, read back from the run's response table (its row order is notebook 01's order)
+    responses = registry.load_artifact(args.run, "responses")
+    human_01 = responses[responses.kind.str.startswith("human")].assign(unsafe=lambda f: f.kind == "human_unsafe")
+    policy = lambda kinds: {prompt: list(group.sort_values("decoding", key=lambda d: d != "greedy", kind="stable")
+                                         .response)
+                            for prompt, group in responses[responses.kind.isin(kinds)].groupby("prompt", sort=False)}
+    harmful_answers = policy(["policy_compliance", "policy_refusal"])
+    benign_answers = policy(["policy_benign"])
+
+    def states(prompts, responses):
+        return extraction.extract_hidden_states(model, tokenizer, list(prompts), list(responses), layers=layer_ids,
+                                                batch_size=32, max_response_tokens=96, cache_dir=cache,
+                                                model_name=fingerprint, reuse_rows=True).end
+
+    valid = lambda frame, taken: list(frame[(frame.split == "validation") & ~frame.prompt.isin(set(taken))]
+                                      .sample(n=N_POOLS, random_state=1).prompt)
+    val_harmful, val_benign = valid(harmful, harmful_answers), valid(benign, benign_answers)
+    val_pools = rerank.sample_candidates(model, tokenizer, val_harmful + val_benign, pool_sampling(4), seed=0,
+                                         cache_dir=cache, model_name=fingerprint)
+    val_pools = rerank.add_reference_responses(val_pools, val_harmful + val_benign, refusals, 1, seed=0)
+    val_pools["harmful_prompt"] = val_pools.prompt.isin(set(val_harmful))
+    run_pools = registry.load_artifact(args.run, "candidates")
+    pools = {"validation": (val_pools, states(val_pools.prompt, val_pools.response)),
+             "run's 03": (run_pools, states(run_pools.prompt, run_pools.response))}
+
+    rows = []
+    for k in args.refusals:
+        table = reward_data.build_response_table(human_01, harmful_answers, benign_answers, refusals,
+                                                 refusals_per_prompt=k, seed=0)
+        x = states(table.prompt, table.response)
+        pairs = reward_data.build_reward_pairs(table, seed=0)
+        train, val = pairs[pairs.split == "train"], pairs[pairs.split == "validation"]
+        for epochs in args.epochs:
+            for rm_seed in args.rm_seeds:
+                start = time.perf_counter()
+                fit = reward.train_hybrid_reward_model(x[train.chosen_row], x[train.rejected_row], x[val.chosen_row],
+                                                       x[val.rejected_row], layers=layer_ids, epochs=epochs,
+                                                       seed=rm_seed, progress=False)
+                row = {"refusals_per_prompt": k, "epochs": epochs, "rm_seed": rm_seed, "train_pairs": len(train),
+                       "best_epoch": fit.best_epoch, "seconds": round(time.perf_counter() - start, 1)}
+                for name, (frame, pool_states) in pools.items():
+                    with torch.no_grad():
+                        scored = frame.assign(reward=fit.model(torch.as_tensor(pool_states)).numpy())
+                    row |= {f"{name}: {key}": share for key, share in rerank.ranking_check(scored).items()}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    table = pd.DataFrame(rows)
+    shares = [c for c in table.columns if ": refusal_" in c]
+    print("\nmean over RM seeds (validation chooses; the run's 03 pools are where it is reported):")
+    print(table.groupby(["refusals_per_prompt", "epochs"])[shares + ["best_epoch"]].mean().round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
