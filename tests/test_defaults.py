@@ -37,7 +37,7 @@ LOOKS_LIKE_A_DEFAULT = ("alpha", "beta", "learning_rate", "lr", "nll", "epsilon"
 PROFILE_DIFFERS = {
     "colab-gpu": {"max_new_tokens": "a T4 affords longer answers", "samples_per_prompt": "the paper's 8",
                   "sample_max_new_tokens": "a T4 affords longer samples"},
-    "full": {"max_new_tokens": "paper-like lengths on a data-centre GPU",
+    "full": {"max_new_tokens": "paper-like lengths on a data-centre GPU", "rm_epochs": "a bigger RM data set",
              "samples_per_prompt": "the paper's 8", "sample_max_new_tokens": "the paper's 256"},
     "smoke": {"max_new_tokens": "smallest run", "rm_epochs": "smallest run", "sample_max_new_tokens": "smallest run",
               "max_steps": "smallest run", "eval_max_new_tokens": "smallest run"},

@@ -45,8 +45,10 @@ PAIR_TAU = 1.0  # paper_pair's scale in p = sigmoid((s_c - s_r) / tau) without a
 RM_MARGIN = 1.0  # the paper's Bradley-Terry margin: -log sigmoid(R_c - R_r - margin)
 RM_LR = 1e-3  # Adam's step when notebook 01 trains the hybrid RM
 RM_WEIGHT_DECAY = 0.01
-RM_EPOCHS = 100  # 50 until issue 21: with two refusals a prompt the best validation epoch was 61-100 of 100
-RM_REFUSALS_PER_PROMPT = 2  # written refusals per harmful prompt in the reward's data (issue 21; the paper: no such rows)
+RM_EPOCHS = 50  # 100 goes with rm_refusals_per_prompt = 2 (its best validation epoch was 56-65 of 100)
+# Written refusals per harmful prompt in the reward's data (the paper has no such rows). Two rank refusals better on
+# validation pools but made seed 0's aligned models less safe on the held-out source (docs/results.md, issue 21).
+RM_REFUSALS_PER_PROMPT = 1
 RM_BATCH_SIZE = 16
 JOINT_RM_LR = 0.01  # the RM's step when the paper's method trains it jointly with the policy (ConfidenceDPOTrainer)
 

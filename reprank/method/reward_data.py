@@ -46,9 +46,10 @@ def build_response_table(
     a list of answers: the greedy one first, then any sampled ones (column ``decoding``: "greedy" or
     "sampled"; "written" for refusals, "human" for the labelled rows). Each harmful prompt also gets
     ``refusals_per_prompt`` distinct written refusals and each benign prompt one, picked at random (seeded).
-    More than one teaches the reward that a refusal, not one wording of it, beats complying: with one, a refusal
-    to a harmful request phrased as an everyday task (a video script, a diet question) scored below the policy's
-    compliance in a quarter of notebook 03's pools (docs/results.md, issue 21).
+    More than one shows the reward several wordings of a refusal per prompt: with two (and 100 epochs) it ranked the
+    refusal first in more harmful validation pools, but the aligned models of seed 0 were less safe on the held-out
+    source, so the default stays one (docs/results.md, "Two refusals a prompt"; ``refusals_per_prompt=1`` draws what
+    ``random.choice`` drew before the option existed).
     """
     if not 1 <= refusals_per_prompt <= len(refusals):
         raise ValueError(f"refusals_per_prompt = {refusals_per_prompt}: use 1 to {len(refusals)}, "
