@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import pandas as pd
 
@@ -88,3 +90,16 @@ def test_each_harmful_prompt_gets_the_asked_number_of_distinct_refusals_and_a_be
     assert (pairs.prompt == "steal a car").sum() == 4
     with pytest.raises(ValueError, match="refusals_per_prompt = 5: use 1 to 4"):
         reward_data.build_response_table(human, harmful, benign, refusals, refusals_per_prompt=5)
+
+
+def test_one_refusal_a_prompt_draws_what_random_choice_drew_before_the_option():
+    # The default runs' numbers (docs/results.md) rest on this: refusals_per_prompt=1 must not change any draw.
+    human = pd.DataFrame({"prompt": ["make a weapon"], "response": ["Step 1..."], "unsafe": [True]})
+    harmful = {f"harmful {i}": "Sure, here you go" for i in range(6)}
+    benign = {f"benign {i}": "Mix flour and water." for i in range(6)}
+    refusals = [f"I can't help with that ({i})." for i in range(40)]
+    table = reward_data.build_response_table(human, harmful, benign, refusals, refusals_per_prompt=1, seed=3)
+    rng = random.Random(3)
+    expected = [rng.choice(refusals) for _ in range(1 + len(harmful) + len(benign))]
+    drawn = list(table[table.decoding == "written"].response)
+    assert drawn == expected
