@@ -76,6 +76,9 @@ def main() -> None:
     ran_with = read_run_record(args.run)["parameters"]
     n_harmful, n_benign = args.n_harmful or [ran_with["n_harmful"]], args.n_benign or [ran_with["n_benign"]]
     picked_harmful, picked_benign = pick(harmful, max(n_harmful)), pick(benign, max(n_benign))
+    if list(harmful_answers) != picked_harmful[:len(harmful_answers)]:
+        raise SystemExit(f"{args.run}: its harmful prompts are not notebook 01's seed-0 pick; use a run of notebook 01 "
+                         "at seed 0 (this script picks the added prompts as that run would have)")
 
     def answer_more(picked, answers):
         new = [p for p in picked if p not in answers]
@@ -88,8 +91,6 @@ def main() -> None:
         return answers | {p: [g[0], s[0]] for p, g, s in zip(new, greedy, sampled)}
 
     all_harmful, all_benign = answer_more(picked_harmful, harmful_answers), answer_more(picked_benign, benign_answers)
-    # (the run's prompts are the picks' first ones: a mismatch means the run was not notebook 01 at seed 0)
-    assert list(harmful_answers) == picked_harmful[:len(harmful_answers)], "the run's harmful prompts are not 01's pick"
 
     def states(prompts, responses):
         return extraction.extract_hidden_states(model, tokenizer, list(prompts), list(responses), layers=layer_ids,
@@ -109,8 +110,8 @@ def main() -> None:
 
     rows = []
     settings = [(k, nh, nb) for k in args.refusals for nh in n_harmful for nb in n_benign]
+    in_01 = lambda picked, n, answers: {p: answers[p] for p in picked[:n] if p in answers}  # 01's first n, answered
     for k, nh, nb in settings:
-        in_01 = lambda picked, n, answers: {p: answers[p] for p in picked[:n] if p in answers}
         table = reward_data.build_response_table(human_01, in_01(picked_harmful, nh, all_harmful),
                                                  in_01(picked_benign, nb, all_benign), refusals,
                                                  refusals_per_prompt=k, seed=0)
