@@ -1,7 +1,7 @@
 """Choose notebook 01's reward data on validation pools: written refusals per harmful prompt x RM epochs x RM seed.
 
     python benchmarks/choose_reward_data.py runs/cpu-<time> [--refusals 1 2 3] [--epochs 50 100] [--rm-seeds 0 1 2]
-        [--n-harmful 96 192] [--n-benign 96 192]
+        [--n-harmful 96 192] [--n-benign 96 192] [--pools-from runs/cpu-wide-<time>]
 
 Issue 21 asks for the written refusal to rank first in >= 85% of notebook 03's harmful pools; with one written
 refusal per harmful prompt in the reward's data it did in 77% (benchmarks/diagnose_harmful_ranking.py says why).
@@ -9,7 +9,9 @@ Choosing a fix on those same pools would be choosing on the numbers it is report
 **validation pools**: 48 harmful and 48 benign validation-split prompts that the reward's data does not hold, sampled as notebook 03 samples (4 samples and one written refusal each). For every setting it rebuilds
 notebook 01's response table from the run's answers (`reward_data.build_response_table`, the notebook's own
 function), trains the hybrid RM (`reward.train_hybrid_reward_model`) and prints the ranking check
-(`rerank.ranking_check`) on the validation pools and, beside it, on the run's own notebook 03 pools.
+(`rerank.ranking_check`) on the validation pools and, beside it, on the run's own notebook 03 pools and on the
+pools of any run named with ``--pools-from`` (a pool does not depend on the reward, so a `cpu-wide` run's 160 + 160
+pools score every setting on more pools than the run's 48 + 48).
 
 Notebook 01's answers and human-labelled rows are read back from the run's response table (`responses`), so no
 answer is generated again. ``--n-harmful`` / ``--n-benign`` above the run's own counts stand for notebook 01's
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--rm-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-harmful", type=int, nargs="+", default=[], help="notebook 01's n_harmful (default: the run's)")
     parser.add_argument("--n-benign", type=int, nargs="+", default=[], help="notebook 01's n_benign (default: the run's)")
+    parser.add_argument("--pools-from", type=Path, nargs="+", default=[],
+                        help="other runs whose notebook 03 pools are scored too (reported beside, never chosen on)")
     parser.add_argument("--model-id", default=DEFAULT_MODEL)
     args = parser.parse_args()
 
@@ -104,9 +108,10 @@ def main() -> None:
                                          cache_dir=cache, model_name=fingerprint)
     val_pools = rerank.add_reference_responses(val_pools, val_harmful + val_benign, refusals, 1, seed=0)
     val_pools["harmful_prompt"] = val_pools.prompt.isin(set(val_harmful))
-    run_pools = registry.load_artifact(args.run, "candidates")
-    pools = {"validation": (val_pools, states(val_pools.prompt, val_pools.response)),
-             "run's 03": (run_pools, states(run_pools.prompt, run_pools.response))}
+    pools = {"validation": (val_pools, states(val_pools.prompt, val_pools.response))}
+    for name, run in [("run's 03", args.run)] + [(run.name, run) for run in args.pools_from]:
+        frame = registry.load_artifact(run, "candidates")
+        pools[name] = (frame, states(frame.prompt, frame.response))
 
     rows = []
     settings = [(k, nh, nb) for k in args.refusals for nh in n_harmful for nb in n_benign]
