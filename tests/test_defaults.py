@@ -42,6 +42,7 @@ PROFILE_DIFFERS = {
     "smoke": {"max_new_tokens": "smallest run", "rm_epochs": "smallest run", "sample_max_new_tokens": "smallest run",
               "max_steps": "smallest run", "eval_max_new_tokens": "smallest run"},
     "cpu-wide": {"max_steps": "twice the prompts, twice the steps: each prompt seen about once"},
+    "cpu-large": {"max_steps": "cpu-wide's steps for cpu-wide's prompts"},
 }
 
 # What the package's own signatures default to, by (object, parameter).
