@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from reprank.base.errors import UserError
 from reprank.data import sources as data
 from reprank.lm import extraction, generation
 from reprank.lm.models import DEFAULT_MODEL, load_model, model_fingerprint
@@ -60,6 +61,11 @@ def main() -> None:
     parser.add_argument("--model-id", default=DEFAULT_MODEL)
     args = parser.parse_args()
 
+    try:  # every run's pools read before any model work, so a wrong folder stops here with one line
+        scored_pools = [("run's 03", registry.load_artifact(args.run, "candidates"))]
+        scored_pools += [(str(run), registry.load_artifact(run, "candidates")) for run in args.pools_from]
+    except UserError as error:
+        raise SystemExit(str(error)) from None
     cache = args.run / "cache"
     loaded = load_model(args.model_id)
     model, tokenizer, fingerprint = loaded.model, loaded.tokenizer, model_fingerprint(args.model_id)
@@ -109,8 +115,7 @@ def main() -> None:
     val_pools = rerank.add_reference_responses(val_pools, val_harmful + val_benign, refusals, 1, seed=0)
     val_pools["harmful_prompt"] = val_pools.prompt.isin(set(val_harmful))
     pools = {"validation": (val_pools, states(val_pools.prompt, val_pools.response))}
-    for name, run in [("run's 03", args.run)] + [(run.name, run) for run in args.pools_from]:
-        frame = registry.load_artifact(run, "candidates")
+    for name, frame in scored_pools:
         pools[name] = (frame, states(frame.prompt, frame.response))
 
     rows = []
